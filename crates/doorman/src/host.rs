@@ -1,0 +1,167 @@
+//! What the host application answers: who is logged in, where to log in,
+//! what a user's claims and balance are, and how its pages look.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::{OAuthError, StoreError};
+use crate::model::UserId;
+use crate::scope::ScopeInfo;
+
+/// The host's sessions: doorman never logs anyone in itself.
+#[async_trait]
+pub trait Sessions: Send + Sync + 'static {
+    /// The user logged in on this request (from the host's own session
+    /// cookie), or `None`.
+    async fn current_user(&self, request: &http::request::Parts) -> Result<Option<UserId>, StoreError>;
+
+    /// Where to send the browser to log in; after logging in, the host
+    /// sends it back to `return_to` (a path and query on this server).
+    fn login_url(&self, return_to: &str) -> String;
+}
+
+/// A user's claims as the host knows them, split by the scope that releases them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserClaims {
+    /// Released with any token for the user (e.g. `id`, `created_time`, `status`).
+    pub base: Map<String, Value>,
+    /// Released only when the token carries the scope: `(scope, claims)`.
+    pub scoped: Vec<(String, Map<String, Value>)>,
+}
+
+impl UserClaims {
+    /// No claims.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an always-released claim.
+    #[must_use]
+    pub fn base(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.base.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Adds a claim released by `scope`.
+    #[must_use]
+    pub fn scoped(mut self, scope: &str, name: &str, value: impl Into<Value>) -> Self {
+        let value = value.into();
+        if let Some((_, m)) = self.scoped.iter_mut().find(|(s, _)| s == scope) {
+            m.insert(name.to_owned(), value);
+        } else {
+            let mut m = Map::new();
+            m.insert(name.to_owned(), value);
+            self.scoped.push((scope.to_owned(), m));
+        }
+        self
+    }
+}
+
+/// The host's user profiles.
+#[async_trait]
+pub trait Claims: Send + Sync + 'static {
+    /// The claims of `user`, or `None` if the user no longer exists.
+    async fn claims(&self, user: &UserId) -> Result<Option<UserClaims>, StoreError>;
+}
+
+/// A user's credit, in the host's smallest unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// Credit bought or granted.
+    pub quota: i64,
+    /// Credit spent.
+    pub used_quota: i64,
+    /// What remains, formatted for people (see [`Balance::format_units`]).
+    pub formatted: String,
+    /// The page where the user tops up.
+    pub topup_url: String,
+}
+
+impl Balance {
+    /// `(quota - used_quota) / divisor`, rounded half away from zero to two
+    /// decimals, in exact integer arithmetic (`"750.00"` for 1000000,
+    /// 250000 and 1000). `divisor` must be positive.
+    pub fn format_units(quota: i64, used_quota: i64, divisor: i64) -> String {
+        let remaining = i128::from(quota) - i128::from(used_quota);
+        let divisor = i128::from(divisor.max(1));
+        // Hundredths, rounded half away from zero.
+        let scaled = remaining * 100;
+        let mut q = scaled / divisor;
+        let r = scaled % divisor;
+        if 2 * r.abs() >= divisor {
+            q += scaled.signum();
+        }
+        let sign = if q < 0 { "-" } else { "" };
+        let q = q.abs();
+        format!("{sign}{}.{:02}", q / 100, q % 100)
+    }
+}
+
+/// The host's balances.
+#[async_trait]
+pub trait Balances: Send + Sync + 'static {
+    /// The balance of `user`, or `None` if the user no longer exists.
+    async fn balance(&self, user: &UserId) -> Result<Option<Balance>, StoreError>;
+}
+
+/// What the consent page must show and submit.
+#[derive(Debug, Clone)]
+pub struct ConsentPrompt {
+    /// The user being asked.
+    pub user_id: UserId,
+    /// The client asking.
+    pub client_id: String,
+    /// Its display name (untrusted text: escape it).
+    pub client_name: String,
+    /// Its description (untrusted text: escape it).
+    pub client_description: String,
+    /// The scopes requested, with descriptions.
+    pub scopes: Vec<ScopeInfo>,
+    /// Where the form posts to.
+    pub form_action: String,
+    /// Hidden fields the form must carry back unchanged, the anti-CSRF
+    /// ticket among them. The submit buttons add `decision=approve|deny`.
+    pub hidden_fields: Vec<(String, String)>,
+}
+
+/// How the host's pages look. The defaults are plain, escaped English
+/// HTML with strict security headers; hosts override them to match their
+/// site and language.
+pub trait Pages: Send + Sync + 'static {
+    /// The consent page (status 200).
+    fn consent_page(&self, prompt: &ConsentPrompt, request: &http::request::Parts) -> http::Response<Bytes> {
+        let _ = request;
+        crate::pages::default_consent_page(prompt)
+    }
+
+    /// The page shown instead of redirecting when the client or its
+    /// redirect URI cannot be trusted.
+    fn error_page(&self, error: &OAuthError, request: &http::request::Parts) -> http::Response<Bytes> {
+        let _ = request;
+        crate::pages::default_error_page(error)
+    }
+}
+
+/// The default pages.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DefaultPages;
+
+impl Pages for DefaultPages {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_formatting_rounds_half_away_from_zero() {
+        assert_eq!(Balance::format_units(1_000_000, 250_000, 1000), "750.00");
+        assert_eq!(Balance::format_units(500_000, 0, 1000), "500.00");
+        assert_eq!(Balance::format_units(5, 0, 1000), "0.01"); // 0.005 → 0.01
+        assert_eq!(Balance::format_units(4, 0, 1000), "0.00");
+        assert_eq!(Balance::format_units(0, 5, 1000), "-0.01");
+        assert_eq!(Balance::format_units(1234, 0, 1000), "1.23");
+        assert_eq!(Balance::format_units(1235, 0, 1000), "1.24");
+        assert_eq!(Balance::format_units(i64::MAX, i64::MIN, 1), "18446744073709551615.00");
+    }
+}

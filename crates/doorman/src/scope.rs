@@ -1,0 +1,174 @@
+//! Scopes (RFC 6749 §3.3): parsing, set operations and the human
+//! descriptions shown on the consent page.
+
+use std::fmt;
+
+/// A set of scope tokens, kept sorted and without duplicates.
+///
+/// Parsing enforces the RFC 6749 §3.3 grammar: tokens separated by single
+/// spaces, each made of `%x21 / %x23-5B / %x5D-7E` (printable ASCII except
+/// space, `"` and `\`).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Scopes(Vec<String>);
+
+/// Why a scope string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A token holds a character outside the RFC 6749 grammar.
+    #[error("scope contains a character outside RFC 6749 §3.3")]
+    BadCharacter,
+    /// Two spaces in a row, or a leading or trailing space.
+    #[error("scope tokens must be separated by single spaces")]
+    BadSeparator,
+}
+
+fn is_scope_char(c: u8) -> bool {
+    c == 0x21 || (0x23..=0x5B).contains(&c) || (0x5D..=0x7E).contains(&c)
+}
+
+impl Scopes {
+    /// The empty set.
+    pub fn empty() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Parses a space-delimited scope string; the empty string is the empty set.
+    pub fn parse(s: &str) -> Result<Self, ScopeError> {
+        if s.is_empty() {
+            return Ok(Self::empty());
+        }
+        let mut out = Vec::new();
+        for tok in s.split(' ') {
+            if tok.is_empty() {
+                return Err(ScopeError::BadSeparator);
+            }
+            if !tok.bytes().all(is_scope_char) {
+                return Err(ScopeError::BadCharacter);
+            }
+            out.push(tok.to_owned());
+        }
+        Ok(Self::from_tokens(out))
+    }
+
+    /// Builds a set from tokens known to be valid (sorted, deduplicated here).
+    pub fn from_tokens<I, S>(tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut v: Vec<String> = tokens.into_iter().map(Into::into).collect();
+        v.sort_unstable();
+        v.dedup();
+        Self(v)
+    }
+
+    /// Whether the set holds `scope`.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
+    }
+
+    /// Whether every token of `self` is in `other`.
+    pub fn is_subset_of(&self, other: &Scopes) -> bool {
+        self.0.iter().all(|s| other.contains(s))
+    }
+
+    /// The union of two sets.
+    pub fn union(&self, other: &Scopes) -> Scopes {
+        Scopes::from_tokens(self.0.iter().chain(other.0.iter()).cloned())
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tokens, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scopes({self})")
+    }
+}
+
+/// A scope the server offers, with the words the consent page shows for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeInfo {
+    /// The token, e.g. `profile`.
+    pub name: String,
+    /// What granting it means, in plain English.
+    pub description: String,
+}
+
+impl ScopeInfo {
+    /// A scope with its description.
+    pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self { name: name.into(), description: description.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parse_sorts_and_dedups() {
+        let s = Scopes::parse("profile balance profile").expect("valid");
+        assert_eq!(s.to_string(), "balance profile");
+        assert!(s.contains("balance"));
+        assert!(!s.contains("email"));
+    }
+
+    #[test]
+    fn rejects_bad_grammar() {
+        assert_eq!(Scopes::parse("a  b"), Err(ScopeError::BadSeparator));
+        assert_eq!(Scopes::parse(" a"), Err(ScopeError::BadSeparator));
+        assert_eq!(Scopes::parse("a\"b"), Err(ScopeError::BadCharacter));
+        assert_eq!(Scopes::parse("a\\b"), Err(ScopeError::BadCharacter));
+        assert_eq!(Scopes::parse("é"), Err(ScopeError::BadCharacter));
+        assert_eq!(Scopes::parse("a\tb"), Err(ScopeError::BadCharacter));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_round_trips(s in ".{0,64}") {
+            if let Ok(parsed) = Scopes::parse(&s) {
+                let again = Scopes::parse(&parsed.to_string()).expect("display output parses");
+                prop_assert_eq!(&again, &parsed);
+                for t in parsed.iter() {
+                    prop_assert!(s.split(' ').any(|x| x == t));
+                }
+            }
+        }
+
+        #[test]
+        fn subset_matches_definition(a in proptest::collection::vec("[a-d]", 0..5), b in proptest::collection::vec("[a-d]", 0..5)) {
+            let sa = Scopes::from_tokens(a.clone());
+            let sb = Scopes::from_tokens(b.clone());
+            prop_assert_eq!(sa.is_subset_of(&sb), a.iter().all(|x| b.contains(x)));
+            let u = sa.union(&sb);
+            prop_assert!(sa.is_subset_of(&u) && sb.is_subset_of(&u));
+        }
+    }
+}
