@@ -23,3 +23,11 @@ pub use model::*;
 pub use scope::{ScopeInfo, Scopes};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, RefreshToken, TokenHash};
 pub use store::{ClientStore, CodeStore, GrantStore, MemoryStore, Store, TokenStore};
+pub mod server;
+pub mod wire;
+
+pub use server::{
+    AuthorizationServer, AuthorizeOutcome, AuthorizeRequest, AuthorizedApp, BearerError, ClientRegistration,
+    RegisteredClient, SecretChoice, ServerBuilder, ValidatedToken,
+};
+pub use wire::{IssuedTokens, Params, Rfc6749, WireProfile};

@@ -156,8 +156,9 @@ pub fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
     out
 }
 
-/// `application/x-www-form-urlencoded` encoding of one name or value.
-pub(crate) fn form_encode(s: &str) -> String {
+/// `application/x-www-form-urlencoded` encoding of one name or value
+/// (for example a login URL's `return_to`).
+pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         match b {

@@ -1,0 +1,209 @@
+//! Resource side: bearer validation (RFC 6750), userinfo and top-up.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::AuthorizationServer;
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::{GrantId, TokenKind, UserId};
+use crate::scope::Scopes;
+use crate::secret::TokenHash;
+use crate::wire::method_not_allowed;
+
+/// A bearer token that passed validation: what a host route may rely on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedToken {
+    /// The user it speaks for; `None` for a client-credentials token.
+    pub user_id: Option<UserId>,
+    /// The client holding it.
+    pub client_id: String,
+    /// Its scopes.
+    pub scope: Scopes,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When it expires; `None` never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The grant it belongs to.
+    pub grant_id: GrantId,
+}
+
+/// Why a bearer token was refused; renders itself as the RFC 6750 answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct BearerError {
+    /// The error (`invalid_token` 401, `insufficient_scope` 403,
+    /// `invalid_request` 400, or `server_error` 500).
+    pub error: OAuthError,
+    /// The scope that was needed, for `insufficient_scope`.
+    pub scope: Option<String>,
+    /// The request carried no token at all.
+    pub missing: bool,
+}
+
+impl BearerError {
+    fn invalid(description: &'static str) -> Self {
+        Self { error: OAuthError::new(ErrorCode::InvalidToken, description), scope: None, missing: false }
+    }
+}
+
+impl AuthorizationServer {
+    /// Validates the request's bearer token and, if given, that it carries
+    /// `required_scope`. One store round trip.
+    pub async fn validate_bearer(
+        &self,
+        parts: &http::request::Parts,
+        required_scope: Option<&str>,
+    ) -> Result<ValidatedToken, BearerError> {
+        let token = match self.profile().bearer_token(parts) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(BearerError {
+                    error: OAuthError::new(ErrorCode::InvalidToken, "a bearer token is required"),
+                    scope: None,
+                    missing: true,
+                });
+            }
+            Err(e) => return Err(BearerError { error: e, scope: None, missing: false }),
+        };
+        self.validate_token(token, required_scope).await
+    }
+
+    /// Validates a bearer token string (for profiles or hosts that carry it
+    /// elsewhere).
+    pub async fn validate_token(&self, token: &str, required_scope: Option<&str>) -> Result<ValidatedToken, BearerError> {
+        let hash = TokenHash::of(token);
+        let record = match self.inner.store.token(&hash).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(BearerError::invalid("the access token is invalid")),
+            Err(e) => return Err(BearerError { error: e.into(), scope: None, missing: false }),
+        };
+        if record.kind != TokenKind::Access || !record.hash.ct_eq(&hash) {
+            return Err(BearerError::invalid("the access token is invalid"));
+        }
+        if record.is_expired(self.inner.clock.now()) {
+            return Err(BearerError::invalid("the access token expired"));
+        }
+        if let Some(scope) = required_scope
+            && !record.scope.contains(scope)
+        {
+            return Err(BearerError {
+                error: OAuthError::new(ErrorCode::InsufficientScope, format!("this request needs scope `{scope}`")),
+                scope: Some(scope.to_owned()),
+                missing: false,
+            });
+        }
+        Ok(ValidatedToken {
+            user_id: record.user_id,
+            client_id: record.client_id,
+            scope: record.scope,
+            issued_at: record.issued_at,
+            expires_at: record.expires_at,
+            grant_id: record.grant_id,
+        })
+    }
+
+    /// The RFC 6750 answer for a refused bearer token.
+    pub fn bearer_error_response(&self, error: &BearerError) -> Response<Bytes> {
+        self.profile().bearer_error_response(&error.error, error.scope.as_deref(), error.missing)
+    }
+
+    /// The userinfo endpoint: the host's claims and balance, released by
+    /// the token's scopes and the client's claim-release list.
+    pub async fn userinfo(&self, request: Request<Bytes>) -> Response<Bytes> {
+        if request.method() != Method::GET && request.method() != Method::POST {
+            return method_not_allowed(self.profile(), "GET, POST");
+        }
+        let (parts, _) = request.into_parts();
+        let token = match self.validate_bearer(&parts, None).await {
+            Ok(t) => t,
+            Err(e) => return self.bearer_error_response(&e),
+        };
+        match self.user_claims(&token).await {
+            Ok(body) => self.profile().json(StatusCode::OK, &Value::Object(body)),
+            Err(e) => self.bearer_error_response(&e),
+        }
+    }
+
+    /// The claims a validated token may see, as a JSON object.
+    pub async fn user_claims(&self, token: &ValidatedToken) -> Result<Map<String, Value>, BearerError> {
+        let Some(user) = &token.user_id else {
+            return Err(no_user());
+        };
+        let store_err = |e: crate::StoreError| BearerError { error: e.into(), scope: None, missing: false };
+        let claims = match &self.inner.claims {
+            Some(c) => match c.claims(user).await.map_err(store_err)? {
+                Some(claims) => Some(claims),
+                None => return Err(BearerError::invalid("the token's user no longer exists")),
+            },
+            None => None,
+        };
+        let balance_scope = &self.config().balance_scope;
+        let balance = match &self.inner.balances {
+            Some(b) if token.scope.contains(balance_scope) => b.balance(user).await.map_err(store_err)?,
+            _ => None,
+        };
+        let released = self.released_claims(&token.client_id).await.map_err(store_err)?;
+        let allowed = |name: &str| released.as_ref().is_none_or(|r| r.iter().any(|n| n == name));
+        let mut out = Map::new();
+        if let Some(claims) = claims {
+            out.extend(claims.base);
+            for (scope, map) in claims.scoped {
+                if token.scope.contains(&scope) {
+                    out.extend(map.into_iter().filter(|(k, _)| allowed(k)));
+                }
+            }
+        }
+        if let Some(b) = balance {
+            for (k, v) in [
+                ("quota", json!(b.quota)),
+                ("used_quota", json!(b.used_quota)),
+                ("balance_formatted", json!(b.formatted)),
+            ] {
+                if allowed(k) {
+                    out.insert(k.to_owned(), v);
+                }
+            }
+        }
+        out.entry("sub").or_insert_with(|| Value::String(user.as_str().to_owned()));
+        Ok(out)
+    }
+
+    async fn released_claims(&self, client_id: &str) -> Result<Option<Vec<String>>, crate::StoreError> {
+        Ok(self.inner.store.client(client_id).await?.and_then(|c| c.released_claims))
+    }
+
+    /// The top-up endpoint: `{"topup_url": …}` for a token with the balance scope.
+    pub async fn topup(&self, request: Request<Bytes>) -> Response<Bytes> {
+        if request.method() != Method::GET {
+            return method_not_allowed(self.profile(), "GET");
+        }
+        let (parts, _) = request.into_parts();
+        let scope = self.config().balance_scope.clone();
+        let token = match self.validate_bearer(&parts, Some(&scope)).await {
+            Ok(t) => t,
+            Err(e) => return self.bearer_error_response(&e),
+        };
+        let Some(user) = &token.user_id else {
+            return self.bearer_error_response(&no_user());
+        };
+        let balance = match &self.inner.balances {
+            Some(b) => b.balance(user).await,
+            None => Ok(None),
+        };
+        match balance {
+            Ok(Some(b)) => self.profile().json(StatusCode::OK, &json!({ "topup_url": b.topup_url })),
+            Ok(None) => self.bearer_error_response(&BearerError::invalid("the token's user no longer exists")),
+            Err(e) => self.bearer_error_response(&BearerError { error: e.into(), scope: None, missing: false }),
+        }
+    }
+}
+
+fn no_user() -> BearerError {
+    BearerError {
+        error: OAuthError::new(ErrorCode::InsufficientScope, "this token does not act for a user"),
+        scope: None,
+        missing: false,
+    }
+}
