@@ -1,0 +1,55 @@
+//! Between axum's request and response types and the core's
+//! `http::Request<Bytes>` / `http::Response<Bytes>`.
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, Request};
+use axum::response::Response;
+use bytes::Bytes;
+use doorman::{AuthorizationServer, OAuthError};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+
+/// Reads an axum request into the form the server's endpoints take.
+///
+/// The body is read up to the server's
+/// [`max_body_bytes`](doorman::Config::max_body_bytes); a larger one is
+/// refused with [`AuthorizationServer::body_too_large`] (413) without
+/// reading the rest. The URI is the request's original one, path and query,
+/// even under a nested router: the authorization endpoint sends it to the
+/// login page as the place to come back to.
+///
+/// The `Err` value is the answer to send (413, or 400 for a body that
+/// could not be read).
+pub async fn read_request(
+    server: &AuthorizationServer,
+    request: Request,
+) -> Result<http::Request<Bytes>, http::Response<Bytes>> {
+    let limit = server.config().max_body_bytes;
+    let (mut parts, body) = request.into_parts();
+    if let Some(OriginalUri(uri)) = parts.extensions.get::<OriginalUri>() {
+        parts.uri = uri.clone();
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(server.body_too_large());
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(server.body_too_large());
+        }
+        Err(_) => {
+            let e = OAuthError::invalid_request("the request body could not be read");
+            return Err(server.profile().error_response(&e, false));
+        }
+    };
+    Ok(http::Request::from_parts(parts, bytes))
+}
+
+/// Turns a core response into an axum response, headers and status as they are.
+pub fn into_response(response: http::Response<Bytes>) -> Response {
+    response.map(Body::from)
+}

@@ -1,0 +1,46 @@
+//! One tracing span per request, free of secrets.
+
+use std::time::Instant;
+
+use axum::extract::{OriginalUri, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument as _;
+
+/// Middleware (for [`axum::middleware::from_fn`]) that runs each request
+/// in an `http` span with its method and path, then logs its status and
+/// duration at `INFO`.
+///
+/// The query string is never recorded: on these endpoints it carries
+/// authorization codes and `state`. Neither are headers or bodies, which
+/// carry tokens, secrets and passwords.
+///
+/// [`router`](crate::router) applies it to the provider's endpoints; a
+/// host adds it to its own routes with
+/// `.layer(axum::middleware::from_fn(doorman_axum::trace_request))`.
+pub async fn trace_request(request: Request, next: Next) -> Response {
+    let path = match request.extensions().get::<OriginalUri>() {
+        Some(OriginalUri(uri)) => uri.path().to_owned(),
+        None => request.uri().path().to_owned(),
+    };
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %path,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    async move {
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
+        tracing::info!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "response"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
