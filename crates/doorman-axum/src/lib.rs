@@ -101,9 +101,9 @@ enum Endpoint {
 ///
 /// The endpoints accept any method and answer 405 themselves, in the
 /// server's wire format. Mount the router with
-/// [`Router::merge`](axum::Router::merge) rather than `nest`: the paths in
-/// the configuration are the full paths clients see (a nested router still
-/// works, since requests carry their original URI to the server).
+/// [`Router::merge`](axum::Router::merge), not `nest`: the paths in the
+/// configuration are the full paths clients see, and the server builds
+/// its metadata, login `return_to` and consent form action from them.
 ///
 /// # Panics
 ///

@@ -200,26 +200,43 @@ async fn authorize_sends_the_full_original_uri_to_login() {
     let server = server();
     let (id, _) = client(&server).await;
     let query = format!(
-        "response_type=code&client_id={id}&state=xyz&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
+        "response_type=code&client_id={id}&scope=profile&state=xyz&redirect_uri=https%3A%2F%2Fapp.example%2Fcb"
     );
-    // Nested under a prefix, the endpoint still sees the path clients used.
-    let nested: Router = Router::new().nest("/outer", doorman_axum::router(server.clone()));
-    let direct = app(&server);
-    for (app, prefix) in [(direct, ""), (nested, "/outer")] {
-        let uri = format!("{prefix}/api/oauth2/authorize?{query}");
-        let res = app
-            .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        if prefix.is_empty() {
-            assert_eq!(res.status(), StatusCode::FOUND);
-            let location = res.headers()[header::LOCATION].to_str().unwrap();
-            assert_eq!(location, format!("/login?return_to={}", form_encode(&uri)));
-        } else {
-            // Nesting adds the prefix to every path, so the configured paths no longer match it.
-            assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let uri = format!("/api/oauth2/authorize?{query}");
+    let res = app(&server)
+        .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        format!("/login?return_to={}", form_encode(&uri)).as_str()
+    );
+
+    // A host handler under a nested router still hands the server the URI the client used.
+    let nested_server = server.clone();
+    let handler = move |req: axum::extract::Request| {
+        let server = nested_server.clone();
+        async move {
+            match doorman_axum::read_request(&server, req).await {
+                Ok(req) => doorman_axum::into_response(server.authorize(req).await),
+                Err(res) => doorman_axum::into_response(res),
+            }
         }
-    }
+    };
+    let nested: Router = Router::new().nest(
+        "/api",
+        Router::new().route("/oauth2/authorize", axum::routing::any(handler)),
+    );
+    let res = nested
+        .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        format!("/login?return_to={}", form_encode(&uri)).as_str()
+    );
 }
 
 #[tokio::test]
