@@ -100,7 +100,11 @@ pub struct OAuthError {
 impl OAuthError {
     /// An error with the code's usual status.
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, description: description.into(), status: code.status() }
+        Self {
+            code,
+            description: description.into(),
+            status: code.status(),
+        }
     }
 
     /// Overrides the HTTP status.
@@ -132,7 +136,10 @@ impl OAuthError {
 
     /// The generic `server_error`: it says nothing about the cause.
     pub fn server_error() -> Self {
-        Self::new(ErrorCode::ServerError, "the server could not complete the request")
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
     }
 
     /// `invalid_request` answered with 413 for a body over the limit.

@@ -14,7 +14,10 @@ use crate::scope::ScopeInfo;
 pub trait Sessions: Send + Sync + 'static {
     /// The user logged in on this request (from the host's own session
     /// cookie), or `None`.
-    async fn current_user(&self, request: &http::request::Parts) -> Result<Option<UserId>, StoreError>;
+    async fn current_user(
+        &self,
+        request: &http::request::Parts,
+    ) -> Result<Option<UserId>, StoreError>;
 
     /// Where to send the browser to log in; after logging in, the host
     /// sends it back to `return_to` (a path and query on this server).
@@ -130,14 +133,22 @@ pub struct ConsentPrompt {
 /// site and language.
 pub trait Pages: Send + Sync + 'static {
     /// The consent page (status 200).
-    fn consent_page(&self, prompt: &ConsentPrompt, request: &http::request::Parts) -> http::Response<Bytes> {
+    fn consent_page(
+        &self,
+        prompt: &ConsentPrompt,
+        request: &http::request::Parts,
+    ) -> http::Response<Bytes> {
         let _ = request;
         crate::pages::default_consent_page(prompt)
     }
 
     /// The page shown instead of redirecting when the client or its
     /// redirect URI cannot be trusted.
-    fn error_page(&self, error: &OAuthError, request: &http::request::Parts) -> http::Response<Bytes> {
+    fn error_page(
+        &self,
+        error: &OAuthError,
+        request: &http::request::Parts,
+    ) -> http::Response<Bytes> {
         let _ = request;
         crate::pages::default_error_page(error)
     }
@@ -162,6 +173,9 @@ mod tests {
         assert_eq!(Balance::format_units(0, 5, 1000), "-0.01");
         assert_eq!(Balance::format_units(1234, 0, 1000), "1.23");
         assert_eq!(Balance::format_units(1235, 0, 1000), "1.24");
-        assert_eq!(Balance::format_units(i64::MAX, i64::MIN, 1), "18446744073709551615.00");
+        assert_eq!(
+            Balance::format_units(i64::MAX, i64::MIN, 1),
+            "18446744073709551615.00"
+        );
     }
 }

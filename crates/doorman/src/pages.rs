@@ -27,17 +27,32 @@ pub fn html_response(status: http::StatusCode, body: String) -> http::Response<B
     let mut res = http::Response::new(Bytes::from(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
         http::HeaderValue::from_static(
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(http::header::X_FRAME_OPTIONS, http::HeaderValue::from_static("DENY"));
-    h.insert(http::header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
-    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
-    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::X_FRAME_OPTIONS,
+        http::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     res
 }
 

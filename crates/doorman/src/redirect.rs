@@ -16,7 +16,10 @@ struct Parts<'a> {
 }
 
 fn parse(uri: &str) -> Option<Parts<'_>> {
-    if uri.bytes().any(|b| b.is_ascii_control() || b == b' ' || b >= 0x80) {
+    if uri
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b >= 0x80)
+    {
         return None;
     }
     let colon = uri.find(':')?;
@@ -34,7 +37,14 @@ fn parse(uri: &str) -> Option<Parts<'_>> {
     };
     let Some(hier) = before_frag.strip_prefix("//") else {
         // No authority (e.g. `com.example.app:/callback`).
-        return Some(Parts { scheme, userinfo: None, host: "", port: None, rest: before_frag, fragment });
+        return Some(Parts {
+            scheme,
+            userinfo: None,
+            host: "",
+            port: None,
+            rest: before_frag,
+            fragment,
+        });
     };
     let auth_end = hier.find(['/', '?']).unwrap_or(hier.len());
     let (authority, rest) = hier.split_at(auth_end);
@@ -60,11 +70,21 @@ fn parse(uri: &str) -> Option<Parts<'_>> {
     {
         return None;
     }
-    Some(Parts { scheme, userinfo, host, port, rest, fragment })
+    Some(Parts {
+        scheme,
+        userinfo,
+        host,
+        port,
+        rest,
+        fragment,
+    })
 }
 
 fn is_loopback_ip(host: &str) -> bool {
-    host == "[::1]" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Why a redirect URI cannot be registered.
@@ -123,7 +143,11 @@ pub fn find_match<'a>(registered: &'a [String], presented: &str) -> Option<&'a s
         return Some(exact);
     }
     let p = parse(presented)?;
-    if p.fragment || p.userinfo.is_some() || !p.scheme.eq_ignore_ascii_case("http") || !is_loopback_ip(p.host) {
+    if p.fragment
+        || p.userinfo.is_some()
+        || !p.scheme.eq_ignore_ascii_case("http")
+        || !is_loopback_ip(p.host)
+    {
         return None;
     }
     registered.iter().map(String::as_str).find(|r| {
@@ -142,7 +166,11 @@ pub fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(uri.len() + 128);
     out.push_str(uri);
     let mut sep = if uri.contains('?') {
-        if uri.ends_with('?') || uri.ends_with('&') { "" } else { "&" }
+        if uri.ends_with('?') || uri.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
     } else {
         "?"
     };
@@ -162,7 +190,9 @@ pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(char::from(b)),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(char::from(b))
+            }
             b' ' => out.push('+'),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -187,7 +217,10 @@ mod tests {
     #[test]
     fn exact_match_only_for_ordinary_hosts() {
         let r = reg(&["https://app.example/cb"]);
-        assert_eq!(find_match(&r, "https://app.example/cb"), Some("https://app.example/cb"));
+        assert_eq!(
+            find_match(&r, "https://app.example/cb"),
+            Some("https://app.example/cb")
+        );
         for bad in [
             "https://app.example/cb/",
             "https://app.example/cb?x=1",
@@ -205,7 +238,11 @@ mod tests {
 
     #[test]
     fn loopback_port_may_vary_localhost_may_not() {
-        let r = reg(&["http://127.0.0.1/cb", "http://[::1]:8000/cb", "http://localhost:3000/cb"]);
+        let r = reg(&[
+            "http://127.0.0.1/cb",
+            "http://[::1]:8000/cb",
+            "http://localhost:3000/cb",
+        ]);
         assert!(find_match(&r, "http://127.0.0.1:51234/cb").is_some());
         assert!(find_match(&r, "http://[::1]:4444/cb").is_some());
         assert!(find_match(&r, "http://[::1]/cb").is_some());
@@ -222,21 +259,51 @@ mod tests {
         assert!(validate_registration("https://a.example/cb", false).is_ok());
         assert!(validate_registration("http://127.0.0.1:8080/cb", false).is_ok());
         assert!(validate_registration("com.example.app:/cb", false).is_ok());
-        assert_eq!(validate_registration("http://a.example/cb", false), Err(RedirectUriError::InsecureScheme));
+        assert_eq!(
+            validate_registration("http://a.example/cb", false),
+            Err(RedirectUriError::InsecureScheme)
+        );
         assert!(validate_registration("http://a.example/cb", true).is_ok());
-        assert_eq!(validate_registration("https://a.example/cb#x", false), Err(RedirectUriError::Fragment));
-        assert_eq!(validate_registration("javascript:alert(1)", true), Err(RedirectUriError::ForbiddenScheme));
-        assert_eq!(validate_registration("data:text/html,x", true), Err(RedirectUriError::ForbiddenScheme));
-        assert_eq!(validate_registration("/relative", true), Err(RedirectUriError::NotAbsolute));
-        assert_eq!(validate_registration("https://u:p@a.example/", true), Err(RedirectUriError::UserInfo));
-        assert_eq!(validate_registration("https:///nohost", true), Err(RedirectUriError::NotAbsolute));
-        assert_eq!(validate_registration("https://a.example/\ncb", true), Err(RedirectUriError::NotAbsolute));
+        assert_eq!(
+            validate_registration("https://a.example/cb#x", false),
+            Err(RedirectUriError::Fragment)
+        );
+        assert_eq!(
+            validate_registration("javascript:alert(1)", true),
+            Err(RedirectUriError::ForbiddenScheme)
+        );
+        assert_eq!(
+            validate_registration("data:text/html,x", true),
+            Err(RedirectUriError::ForbiddenScheme)
+        );
+        assert_eq!(
+            validate_registration("/relative", true),
+            Err(RedirectUriError::NotAbsolute)
+        );
+        assert_eq!(
+            validate_registration("https://u:p@a.example/", true),
+            Err(RedirectUriError::UserInfo)
+        );
+        assert_eq!(
+            validate_registration("https:///nohost", true),
+            Err(RedirectUriError::NotAbsolute)
+        );
+        assert_eq!(
+            validate_registration("https://a.example/\ncb", true),
+            Err(RedirectUriError::NotAbsolute)
+        );
     }
 
     #[test]
     fn append_query_encodes() {
-        assert_eq!(append_query("https://a/cb", &[("code", "x y&z")]), "https://a/cb?code=x+y%26z");
-        assert_eq!(append_query("https://a/cb?k=v", &[("state", "s")]), "https://a/cb?k=v&state=s");
+        assert_eq!(
+            append_query("https://a/cb", &[("code", "x y&z")]),
+            "https://a/cb?code=x+y%26z"
+        );
+        assert_eq!(
+            append_query("https://a/cb?k=v", &[("state", "s")]),
+            "https://a/cb?k=v&state=s"
+        );
     }
 
     proptest! {

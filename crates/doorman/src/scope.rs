@@ -123,7 +123,10 @@ pub struct ScopeInfo {
 impl ScopeInfo {
     /// A scope with its description.
     pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { name: name.into(), description: description.into() }
+        Self {
+            name: name.into(),
+            description: description.into(),
+        }
     }
 }
 

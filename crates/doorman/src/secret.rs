@@ -180,7 +180,11 @@ mod tests {
         let b = AccessToken::generate();
         assert_eq!(a.secret().len(), 43);
         assert_ne!(a, b);
-        assert!(a.secret().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a.secret()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
         let raw = URL_SAFE_NO_PAD.decode(a.secret()).expect("base64url");
         assert_eq!(raw.len(), 32);
     }

@@ -87,7 +87,12 @@ impl AuthorizationServer {
         }
         let user = match self.inner.sessions.current_user(&parts).await {
             Ok(u) => u,
-            Err(_) => return self.inner.pages.error_page(&OAuthError::server_error(), &parts),
+            Err(_) => {
+                return self
+                    .inner
+                    .pages
+                    .error_page(&OAuthError::server_error(), &parts);
+            }
         };
         let outcome = if parts.method == Method::GET {
             self.authorize_request(&parts, user.as_ref()).await
@@ -104,7 +109,11 @@ impl AuthorizationServer {
 
     /// The authorization request (GET) as a typed decision, given the
     /// logged-in user.
-    pub async fn authorize_request(&self, parts: &http::request::Parts, user: Option<&UserId>) -> AuthorizeOutcome {
+    pub async fn authorize_request(
+        &self,
+        parts: &http::request::Parts,
+        user: Option<&UserId>,
+    ) -> AuthorizeOutcome {
         let params = match Params::from_query(parts.uri.query()) {
             Ok(p) => p,
             Err(e) => return AuthorizeOutcome::ErrorPage(e),
@@ -115,13 +124,22 @@ impl AuthorizationServer {
         };
         let Some(user) = user else {
             let return_to = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            return AuthorizeOutcome::NeedsLogin { login_url: self.inner.sessions.login_url(return_to) };
+            return AuthorizeOutcome::NeedsLogin {
+                login_url: self.inner.sessions.login_url(return_to),
+            };
         };
-        let consent = match self.inner.store.consent(user, &request.client.client_id).await {
+        let consent = match self
+            .inner
+            .store
+            .consent(user, &request.client.client_id)
+            .await
+        {
             Ok(c) => c,
             Err(_) => return self.error_redirect(&request, OAuthError::server_error()),
         };
-        let covered = consent.as_ref().is_some_and(|c| request.scope.is_subset_of(&c.scope));
+        let covered = consent
+            .as_ref()
+            .is_some_and(|c| request.scope.is_subset_of(&c.scope));
         if request.auto_authorize && (request.client.trusted || covered) {
             return self.approve(&request, user, !covered).await;
         }
@@ -129,7 +147,11 @@ impl AuthorizationServer {
     }
 
     /// The consent form's submission (POST) as a typed decision.
-    pub async fn consent_decision(&self, params: &Params, user: Option<&UserId>) -> AuthorizeOutcome {
+    pub async fn consent_decision(
+        &self,
+        params: &Params,
+        user: Option<&UserId>,
+    ) -> AuthorizeOutcome {
         let request = match self.validate_authorize(params).await {
             Ok(r) => r,
             Err(outcome) => return *outcome,
@@ -143,7 +165,9 @@ impl AuthorizationServer {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             let return_to = append_query(&self.config().endpoints.authorization, &replay);
-            return AuthorizeOutcome::NeedsLogin { login_url: self.inner.sessions.login_url(&return_to) };
+            return AuthorizeOutcome::NeedsLogin {
+                login_url: self.inner.sessions.login_url(&return_to),
+            };
         };
         let scope = request.scope.to_string();
         let ticket_ok = params.get("ticket").is_some_and(|t| {
@@ -166,33 +190,46 @@ impl AuthorizationServer {
                 &request,
                 OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
             ),
-            _ => self.error_redirect(&request, OAuthError::invalid_request("decision must be approve or deny")),
+            _ => self.error_redirect(
+                &request,
+                OAuthError::invalid_request("decision must be approve or deny"),
+            ),
         }
     }
 
     /// Turns an outcome into the HTTP answer: redirects (302, `no-store`),
     /// the host's consent page, or its error page.
-    pub fn render_authorize(&self, outcome: AuthorizeOutcome, parts: &http::request::Parts) -> Response<Bytes> {
+    pub fn render_authorize(
+        &self,
+        outcome: AuthorizeOutcome,
+        parts: &http::request::Parts,
+    ) -> Response<Bytes> {
         match outcome {
             AuthorizeOutcome::NeedsLogin { login_url } => redirect(&login_url),
             AuthorizeOutcome::NeedsConsent(prompt) => self.inner.pages.consent_page(&prompt, parts),
-            AuthorizeOutcome::Approved { location } | AuthorizeOutcome::ErrorRedirect { location, .. } => {
-                redirect(&location)
-            }
+            AuthorizeOutcome::Approved { location }
+            | AuthorizeOutcome::ErrorRedirect { location, .. } => redirect(&location),
             AuthorizeOutcome::ErrorPage(e) => self.inner.pages.error_page(&e, parts),
         }
     }
 
     /// Validates everything but the user. Until the client and redirect URI
     /// are known good, errors go to a page; after that, by redirect.
-    async fn validate_authorize(&self, params: &Params) -> Result<AuthorizeRequest, Box<AuthorizeOutcome>> {
+    async fn validate_authorize(
+        &self,
+        params: &Params,
+    ) -> Result<AuthorizeRequest, Box<AuthorizeOutcome>> {
         let page = |e: OAuthError| Box::new(AuthorizeOutcome::ErrorPage(e));
         for name in ["client_id", "redirect_uri"] {
             if params.is_repeated(name) {
-                return Err(page(OAuthError::invalid_request(format!("parameter `{name}` is repeated"))));
+                return Err(page(OAuthError::invalid_request(format!(
+                    "parameter `{name}` is repeated"
+                ))));
             }
         }
-        let client_id = params.get("client_id").ok_or_else(|| page(OAuthError::invalid_request("missing client_id")))?;
+        let client_id = params
+            .get("client_id")
+            .ok_or_else(|| page(OAuthError::invalid_request("missing client_id")))?;
         let client = match self.inner.store.client(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(page(OAuthError::invalid_request("unknown client_id"))),
@@ -212,7 +249,11 @@ impl AuthorizationServer {
                 _ => return Err(page(OAuthError::invalid_request("missing redirect_uri"))),
             },
         };
-        let state = if params.is_repeated("state") { None } else { params.get("state").map(str::to_owned) };
+        let state = if params.is_repeated("state") {
+            None
+        } else {
+            params.get("state").map(str::to_owned)
+        };
         let mut request = AuthorizeRequest {
             client,
             redirect_uri,
@@ -227,12 +268,20 @@ impl AuthorizationServer {
             return Err(fail(&request, e));
         }
         match params.get("response_type") {
-            None => return Err(fail(&request, OAuthError::invalid_request("missing response_type"))),
+            None => {
+                return Err(fail(
+                    &request,
+                    OAuthError::invalid_request("missing response_type"),
+                ));
+            }
             Some("code") => {}
             Some(_) => {
                 return Err(fail(
                     &request,
-                    OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code is supported"),
+                    OAuthError::new(
+                        ErrorCode::UnsupportedResponseType,
+                        "only response_type=code is supported",
+                    ),
                 ));
             }
         }
@@ -242,7 +291,10 @@ impl AuthorizationServer {
         if !request.client.allows_grant(GrantType::AuthorizationCode) {
             return Err(fail(
                 &request,
-                OAuthError::new(ErrorCode::UnauthorizedClient, "this client may not use the authorization code grant"),
+                OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "this client may not use the authorization code grant",
+                ),
             ));
         }
         request.scope = match self.requested_scope(params.get("scope"), &request.client) {
@@ -271,32 +323,49 @@ impl AuthorizationServer {
         };
         if let Some(bad) = scope.iter().find(|s| !client.scope.contains(s)) {
             let shown: String = bad.chars().take(64).collect();
-            return Err(OAuthError::invalid_scope(format!("scope `{shown}` is not allowed for this client")));
+            return Err(OAuthError::invalid_scope(format!(
+                "scope `{shown}` is not allowed for this client"
+            )));
         }
         Ok(scope)
     }
 
-    fn pkce_challenge(&self, params: &Params, client: &Client) -> Result<Option<String>, OAuthError> {
+    fn pkce_challenge(
+        &self,
+        params: &Params,
+        client: &Client,
+    ) -> Result<Option<String>, OAuthError> {
         let challenge = params.get("code_challenge");
         let method = params.get("code_challenge_method");
         match (challenge, method) {
-            (None, Some(_)) => Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
-            (Some(_), None) | (Some(_), Some("plain")) => {
-                Err(OAuthError::invalid_request("code_challenge_method must be S256; plain is not accepted"))
-            }
-            (Some(_), Some(m)) if m != "S256" => Err(OAuthError::invalid_request("code_challenge_method must be S256")),
+            (None, Some(_)) => Err(OAuthError::invalid_request(
+                "code_challenge_method without code_challenge",
+            )),
+            (Some(_), None) | (Some(_), Some("plain")) => Err(OAuthError::invalid_request(
+                "code_challenge_method must be S256; plain is not accepted",
+            )),
+            (Some(_), Some(m)) if m != "S256" => Err(OAuthError::invalid_request(
+                "code_challenge_method must be S256",
+            )),
             (Some(c), Some(_)) => {
-                if c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                if c.len() == 43
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
                     Ok(Some(c.to_owned()))
                 } else {
-                    Err(OAuthError::invalid_request("code_challenge must be a base64url SHA-256 (43 characters)"))
+                    Err(OAuthError::invalid_request(
+                        "code_challenge must be a base64url SHA-256 (43 characters)",
+                    ))
                 }
             }
             (None, None) => {
-                let required =
-                    !client.is_confidential() || self.config().pkce == crate::config::PkcePolicy::AllClients;
+                let required = !client.is_confidential()
+                    || self.config().pkce == crate::config::PkcePolicy::AllClients;
                 if required {
-                    Err(OAuthError::invalid_request("PKCE is required: send code_challenge with S256"))
+                    Err(OAuthError::invalid_request(
+                        "PKCE is required: send code_challenge with S256",
+                    ))
                 } else {
                     Ok(None)
                 }
@@ -351,10 +420,20 @@ impl AuthorizationServer {
     }
 
     /// Issues the code (and remembers the consent) for an approved request.
-    async fn approve(&self, request: &AuthorizeRequest, user: &UserId, record_consent: bool) -> AuthorizeOutcome {
+    async fn approve(
+        &self,
+        request: &AuthorizeRequest,
+        user: &UserId,
+        record_consent: bool,
+    ) -> AuthorizeOutcome {
         let now = self.inner.clock.now();
         if record_consent
-            && self.inner.store.add_consent(user, &request.client.client_id, &request.scope, now).await.is_err()
+            && self
+                .inner
+                .store
+                .add_consent(user, &request.client.client_id, &request.scope, now)
+                .await
+                .is_err()
         {
             return self.error_redirect(request, OAuthError::server_error());
         }
@@ -379,11 +458,16 @@ impl AuthorizationServer {
             params.push(("state", s));
         }
         params.push(("iss", &self.config().issuer));
-        AuthorizeOutcome::Approved { location: append_query(&request.redirect_uri, &params) }
+        AuthorizeOutcome::Approved {
+            location: append_query(&request.redirect_uri, &params),
+        }
     }
 
     fn error_redirect(&self, request: &AuthorizeRequest, error: OAuthError) -> AuthorizeOutcome {
-        let mut params = vec![("error", error.code.as_str()), ("error_description", &*error.description)];
+        let mut params = vec![
+            ("error", error.code.as_str()),
+            ("error_description", &*error.description),
+        ];
         if let Some(s) = &request.state {
             params.push(("state", s));
         }

@@ -29,7 +29,9 @@ fn form_decode(s: &str) -> Option<String> {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -42,37 +44,65 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// Reads the client credentials from the `Authorization` header or the body.
-pub(crate) fn presented(headers: &http::HeaderMap, params: &Params) -> Result<Presented, (OAuthError, bool)> {
+pub(crate) fn presented(
+    headers: &http::HeaderMap,
+    params: &Params,
+) -> Result<Presented, (OAuthError, bool)> {
     let mut headers = headers.get_all(http::header::AUTHORIZATION).iter();
     if let Some(value) = headers.next() {
         let bad = |d: &'static str| (OAuthError::invalid_client(d), true);
         if headers.next().is_some() {
-            return Err((OAuthError::invalid_request("more than one Authorization header"), true));
+            return Err((
+                OAuthError::invalid_request("more than one Authorization header"),
+                true,
+            ));
         }
-        let value = value.to_str().map_err(|_| bad("malformed Authorization header"))?;
-        let (scheme, cred) = value.split_once(' ').ok_or_else(|| bad("malformed Authorization header"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| bad("malformed Authorization header"))?;
+        let (scheme, cred) = value
+            .split_once(' ')
+            .ok_or_else(|| bad("malformed Authorization header"))?;
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(bad("client authentication must use HTTP Basic or the request body"));
+            return Err(bad(
+                "client authentication must use HTTP Basic or the request body",
+            ));
         }
-        let raw = STANDARD.decode(cred.trim()).map_err(|_| bad("malformed Basic credentials"))?;
+        let raw = STANDARD
+            .decode(cred.trim())
+            .map_err(|_| bad("malformed Basic credentials"))?;
         let raw = String::from_utf8(raw).map_err(|_| bad("malformed Basic credentials"))?;
-        let (id, secret) = raw.split_once(':').ok_or_else(|| bad("malformed Basic credentials"))?;
+        let (id, secret) = raw
+            .split_once(':')
+            .ok_or_else(|| bad("malformed Basic credentials"))?;
         let id = form_decode(id).ok_or_else(|| bad("malformed Basic credentials"))?;
         let secret = form_decode(secret).ok_or_else(|| bad("malformed Basic credentials"))?;
         if params.get("client_secret").is_some() {
             return Err((
-                OAuthError::invalid_request("use one client authentication method, not Basic and client_secret"),
+                OAuthError::invalid_request(
+                    "use one client authentication method, not Basic and client_secret",
+                ),
                 true,
             ));
         }
         if params.get("client_id").is_some_and(|body_id| body_id != id) {
-            return Err((OAuthError::invalid_request("client_id differs from the Basic credentials"), true));
+            return Err((
+                OAuthError::invalid_request("client_id differs from the Basic credentials"),
+                true,
+            ));
         }
-        return Ok(Presented { client_id: id, secret: Some(secret), basic: true });
+        return Ok(Presented {
+            client_id: id,
+            secret: Some(secret),
+            basic: true,
+        });
     }
-    let client_id = params
-        .get("client_id")
-        .ok_or_else(|| (OAuthError::invalid_client("client authentication is required"), false))?;
+    let client_id = params.get("client_id").ok_or_else(|| {
+        (
+            OAuthError::invalid_client("client authentication is required"),
+            false,
+        )
+    })?;
     Ok(Presented {
         client_id: client_id.to_owned(),
         secret: params.get("client_secret").map(str::to_owned),
@@ -90,7 +120,12 @@ impl AuthorizationServer {
     ) -> Result<(Client, bool), (OAuthError, bool)> {
         let p = presented(headers, params)?;
         let basic = p.basic;
-        let fail = || (OAuthError::invalid_client("client authentication failed"), basic);
+        let fail = || {
+            (
+                OAuthError::invalid_client("client authentication failed"),
+                basic,
+            )
+        };
         let client = match self.inner.store.client(&p.client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -103,7 +138,9 @@ impl AuthorizationServer {
             Err(e) => return Err((e.into(), basic)),
         };
         match (&client.secret_hash, &p.secret) {
-            (Some(stored), Some(given)) if stored.ct_eq(&TokenHash::of(given)) => Ok((client, basic)),
+            (Some(stored), Some(given)) if stored.ct_eq(&TokenHash::of(given)) => {
+                Ok((client, basic))
+            }
             (None, None) => Ok((client, basic)),
             _ => Err(fail()),
         }

@@ -48,7 +48,9 @@ struct Inner {
 
 impl std::fmt::Debug for AuthorizationServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthorizationServer").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("AuthorizationServer")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +123,11 @@ pub struct AuthorizedApp {
 
 impl AuthorizationServer {
     /// Starts a server over `store`, asking `sessions` who is logged in.
-    pub fn builder(config: Config, store: Arc<dyn Store>, sessions: Arc<dyn Sessions>) -> ServerBuilder {
+    pub fn builder(
+        config: Config,
+        store: Arc<dyn Store>,
+        sessions: Arc<dyn Sessions>,
+    ) -> ServerBuilder {
         ServerBuilder {
             config,
             store,
@@ -157,14 +163,19 @@ impl AuthorizationServer {
     /// The 413 answer for a body over [`Config::max_body_bytes`], for
     /// adapters that stop reading a body early.
     pub fn body_too_large(&self) -> Response<Bytes> {
-        self.profile().error_response(&OAuthError::body_too_large(self.config().max_body_bytes), false)
+        self.profile().error_response(
+            &OAuthError::body_too_large(self.config().max_body_bytes),
+            false,
+        )
     }
 
     /// The RFC 8414 metadata document (`GET /.well-known/oauth-authorization-server`).
     pub fn metadata(&self) -> Response<Bytes> {
         let mut res = Response::new(self.inner.metadata.clone());
-        res.headers_mut()
-            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         res
     }
 
@@ -194,7 +205,11 @@ impl AuthorizationServer {
     /// A token for a host form (e.g. the account page's revoke button)
     /// bound to `user` and `purpose`, valid for [`Config::consent_ttl`].
     pub fn form_token(&self, user: &UserId, purpose: &str) -> String {
-        ticket::issue(&self.inner.config.form_key, self.inner.clock.now(), &[user.as_str(), purpose])
+        ticket::issue(
+            &self.inner.config.form_key,
+            self.inner.clock.now(),
+            &[user.as_str(), purpose],
+        )
     }
 
     /// Checks a [`AuthorizationServer::form_token`].

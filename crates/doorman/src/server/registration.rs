@@ -79,20 +79,31 @@ fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAu
 impl AuthorizationServer {
     /// Validates and stores a new client. Errors are RFC 7591 codes
     /// (`invalid_redirect_uri`, `invalid_client_metadata`) with status 400.
-    pub async fn register_client(&self, reg: ClientRegistration) -> Result<RegisteredClient, OAuthError> {
+    pub async fn register_client(
+        &self,
+        reg: ClientRegistration,
+    ) -> Result<RegisteredClient, OAuthError> {
         let name = reg.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(metadata_error("name must be 1 to 200 characters"));
         }
         if reg.description.chars().count() > 2000 {
-            return Err(metadata_error("description must be at most 2000 characters"));
+            return Err(metadata_error(
+                "description must be at most 2000 characters",
+            ));
         }
         if reg.redirect_uris.is_empty() || reg.redirect_uris.len() > 20 {
-            return Err(OAuthError::new(ErrorCode::InvalidRedirectUri, "register 1 to 20 redirect URIs"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRedirectUri,
+                "register 1 to 20 redirect URIs",
+            ));
         }
         for uri in &reg.redirect_uris {
             if uri.len() > 2000 {
-                return Err(OAuthError::new(ErrorCode::InvalidRedirectUri, "redirect_uri is too long"));
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRedirectUri,
+                    "redirect_uri is too long",
+                ));
             }
             validate_registration(uri, self.config().allow_http_redirects)
                 .map_err(|e| OAuthError::new(ErrorCode::InvalidRedirectUri, e.to_string()))?;
@@ -100,7 +111,9 @@ impl AuthorizationServer {
         let known = self.config().known_scopes();
         let scope = match reg.scope {
             Some(s) if !known.is_empty() && !s.is_subset_of(&known) => {
-                return Err(metadata_error("scope names a scope this server does not offer"));
+                return Err(metadata_error(
+                    "scope names a scope this server does not offer",
+                ));
             }
             Some(s) => s,
             None => known,
@@ -125,7 +138,9 @@ impl AuthorizationServer {
             SecretChoice::Public => None,
         };
         if secret.is_none() && grant_types.contains(&GrantType::ClientCredentials) {
-            return Err(metadata_error("a public client cannot use client_credentials"));
+            return Err(metadata_error(
+                "a public client cannot use client_credentials",
+            ));
         }
         let mut client = Client {
             client_id: String::new(),
@@ -143,7 +158,10 @@ impl AuthorizationServer {
         for _ in 0..3 {
             client.client_id = new_client_id();
             if self.inner.store.create_client(&client).await? {
-                return Ok(RegisteredClient { client, client_secret: secret });
+                return Ok(RegisteredClient {
+                    client,
+                    client_secret: secret,
+                });
             }
         }
         Err(OAuthError::server_error())
@@ -162,9 +180,10 @@ impl AuthorizationServer {
         let meta: Rfc7591Request = match serde_json::from_slice(request.body()) {
             Ok(m) => m,
             Err(_) => {
-                return self
-                    .profile()
-                    .error_response(&metadata_error("the body must be a JSON object of client metadata"), false);
+                return self.profile().error_response(
+                    &metadata_error("the body must be a JSON object of client metadata"),
+                    false,
+                );
             }
         };
         match self.register_rfc7591(meta).await {
@@ -174,7 +193,10 @@ impl AuthorizationServer {
     }
 
     async fn register_rfc7591(&self, meta: Rfc7591Request) -> Result<Response<Bytes>, OAuthError> {
-        let method = meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic");
+        let method = meta
+            .token_endpoint_auth_method
+            .as_deref()
+            .unwrap_or("client_secret_basic");
         let secret = match method {
             "none" => SecretChoice::Public,
             "client_secret_basic" | "client_secret_post" => SecretChoice::Generate,
@@ -184,7 +206,9 @@ impl AuthorizationServer {
             None => None,
             Some(g) => Some(
                 g.iter()
-                    .map(|s| GrantType::parse(s).ok_or_else(|| metadata_error("unsupported grant type")))
+                    .map(|s| {
+                        GrantType::parse(s).ok_or_else(|| metadata_error("unsupported grant type"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };

@@ -44,7 +44,11 @@ pub struct BearerError {
 
 impl BearerError {
     fn invalid(description: &'static str) -> Self {
-        Self { error: OAuthError::new(ErrorCode::InvalidToken, description), scope: None, missing: false }
+        Self {
+            error: OAuthError::new(ErrorCode::InvalidToken, description),
+            scope: None,
+            missing: false,
+        }
     }
 }
 
@@ -65,19 +69,35 @@ impl AuthorizationServer {
                     missing: true,
                 });
             }
-            Err(e) => return Err(BearerError { error: e, scope: None, missing: false }),
+            Err(e) => {
+                return Err(BearerError {
+                    error: e,
+                    scope: None,
+                    missing: false,
+                });
+            }
         };
         self.validate_token(token, required_scope).await
     }
 
     /// Validates a bearer token string (for profiles or hosts that carry it
     /// elsewhere).
-    pub async fn validate_token(&self, token: &str, required_scope: Option<&str>) -> Result<ValidatedToken, BearerError> {
+    pub async fn validate_token(
+        &self,
+        token: &str,
+        required_scope: Option<&str>,
+    ) -> Result<ValidatedToken, BearerError> {
         let hash = TokenHash::of(token);
         let record = match self.inner.store.token(&hash).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(BearerError::invalid("the access token is invalid")),
-            Err(e) => return Err(BearerError { error: e.into(), scope: None, missing: false }),
+            Err(e) => {
+                return Err(BearerError {
+                    error: e.into(),
+                    scope: None,
+                    missing: false,
+                });
+            }
         };
         if record.kind != TokenKind::Access || !record.hash.ct_eq(&hash) {
             return Err(BearerError::invalid("the access token is invalid"));
@@ -89,7 +109,10 @@ impl AuthorizationServer {
             && !record.scope.contains(scope)
         {
             return Err(BearerError {
-                error: OAuthError::new(ErrorCode::InsufficientScope, format!("this request needs scope `{scope}`")),
+                error: OAuthError::new(
+                    ErrorCode::InsufficientScope,
+                    format!("this request needs scope `{scope}`"),
+                ),
                 scope: Some(scope.to_owned()),
                 missing: false,
             });
@@ -106,7 +129,8 @@ impl AuthorizationServer {
 
     /// The RFC 6750 answer for a refused bearer token.
     pub fn bearer_error_response(&self, error: &BearerError) -> Response<Bytes> {
-        self.profile().bearer_error_response(&error.error, error.scope.as_deref(), error.missing)
+        self.profile()
+            .bearer_error_response(&error.error, error.scope.as_deref(), error.missing)
     }
 
     /// The userinfo endpoint: the host's claims and balance, released by
@@ -127,11 +151,18 @@ impl AuthorizationServer {
     }
 
     /// The claims a validated token may see, as a JSON object.
-    pub async fn user_claims(&self, token: &ValidatedToken) -> Result<Map<String, Value>, BearerError> {
+    pub async fn user_claims(
+        &self,
+        token: &ValidatedToken,
+    ) -> Result<Map<String, Value>, BearerError> {
         let Some(user) = &token.user_id else {
             return Err(no_user());
         };
-        let store_err = |e: crate::StoreError| BearerError { error: e.into(), scope: None, missing: false };
+        let store_err = |e: crate::StoreError| BearerError {
+            error: e.into(),
+            scope: None,
+            missing: false,
+        };
         let claims = match &self.inner.claims {
             Some(c) => match c.claims(user).await.map_err(store_err)? {
                 Some(claims) => Some(claims),
@@ -141,11 +172,20 @@ impl AuthorizationServer {
         };
         let balance_scope = &self.config().balance_scope;
         let balance = match &self.inner.balances {
-            Some(b) if token.scope.contains(balance_scope) => b.balance(user).await.map_err(store_err)?,
+            Some(b) if token.scope.contains(balance_scope) => {
+                b.balance(user).await.map_err(store_err)?
+            }
             _ => None,
         };
-        let released = self.released_claims(&token.client_id).await.map_err(store_err)?;
-        let allowed = |name: &str| released.as_ref().is_none_or(|r| r.iter().any(|n| n == name));
+        let released = self
+            .released_claims(&token.client_id)
+            .await
+            .map_err(store_err)?;
+        let allowed = |name: &str| {
+            released
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|n| n == name))
+        };
         let mut out = Map::new();
         if let Some(claims) = claims {
             out.extend(claims.base);
@@ -166,12 +206,21 @@ impl AuthorizationServer {
                 }
             }
         }
-        out.entry("sub").or_insert_with(|| Value::String(user.as_str().to_owned()));
+        out.entry("sub")
+            .or_insert_with(|| Value::String(user.as_str().to_owned()));
         Ok(out)
     }
 
-    async fn released_claims(&self, client_id: &str) -> Result<Option<Vec<String>>, crate::StoreError> {
-        Ok(self.inner.store.client(client_id).await?.and_then(|c| c.released_claims))
+    async fn released_claims(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Vec<String>>, crate::StoreError> {
+        Ok(self
+            .inner
+            .store
+            .client(client_id)
+            .await?
+            .and_then(|c| c.released_claims))
     }
 
     /// The top-up endpoint: `{"topup_url": …}` for a token with the balance scope.
@@ -193,16 +242,26 @@ impl AuthorizationServer {
             None => Ok(None),
         };
         match balance {
-            Ok(Some(b)) => self.profile().json(StatusCode::OK, &json!({ "topup_url": b.topup_url })),
-            Ok(None) => self.bearer_error_response(&BearerError::invalid("the token's user no longer exists")),
-            Err(e) => self.bearer_error_response(&BearerError { error: e.into(), scope: None, missing: false }),
+            Ok(Some(b)) => self
+                .profile()
+                .json(StatusCode::OK, &json!({ "topup_url": b.topup_url })),
+            Ok(None) => self
+                .bearer_error_response(&BearerError::invalid("the token's user no longer exists")),
+            Err(e) => self.bearer_error_response(&BearerError {
+                error: e.into(),
+                scope: None,
+                missing: false,
+            }),
         }
     }
 }
 
 fn no_user() -> BearerError {
     BearerError {
-        error: OAuthError::new(ErrorCode::InsufficientScope, "this token does not act for a user"),
+        error: OAuthError::new(
+            ErrorCode::InsufficientScope,
+            "this token does not act for a user",
+        ),
         scope: None,
         missing: false,
     }

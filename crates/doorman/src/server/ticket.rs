@@ -37,7 +37,13 @@ pub(crate) fn issue(key: &[u8; 32], now: DateTime<Utc>, fields: &[&str]) -> Stri
     format!("{ts}.{}", URL_SAFE_NO_PAD.encode(mac(key, ts, fields)))
 }
 
-pub(crate) fn verify(key: &[u8; 32], ticket: &str, now: DateTime<Utc>, ttl: TimeDelta, fields: &[&str]) -> bool {
+pub(crate) fn verify(
+    key: &[u8; 32],
+    ticket: &str,
+    now: DateTime<Utc>,
+    ttl: TimeDelta,
+    fields: &[&str],
+) -> bool {
     let Some((ts, sig)) = ticket.split_once('.') else {
         return false;
     };
@@ -67,15 +73,39 @@ mod tests {
         let t = issue(&key, now, &["alice", "client", "scope"]);
         assert!(verify(&key, &t, now, ttl, &["alice", "client", "scope"]));
         assert!(!verify(&key, &t, now, ttl, &["bob", "client", "scope"]));
-        assert!(!verify(&key, &t, now, ttl, &["alice", "client", "scope more"]));
+        assert!(!verify(
+            &key,
+            &t,
+            now,
+            ttl,
+            &["alice", "client", "scope more"]
+        ));
         assert!(!verify(&key, &t, now, ttl, &["alicec", "lient", "scope"]));
-        assert!(!verify(&[8u8; 32], &t, now, ttl, &["alice", "client", "scope"]));
-        assert!(!verify(&key, &t, now + TimeDelta::minutes(11), ttl, &["alice", "client", "scope"]));
+        assert!(!verify(
+            &[8u8; 32],
+            &t,
+            now,
+            ttl,
+            &["alice", "client", "scope"]
+        ));
+        assert!(!verify(
+            &key,
+            &t,
+            now + TimeDelta::minutes(11),
+            ttl,
+            &["alice", "client", "scope"]
+        ));
         assert!(!verify(&key, "garbage", now, ttl, &["alice"]));
         assert!(!verify(&key, "1.", now, ttl, &["alice"]));
         // A tampered timestamp invalidates the MAC.
         let (_, sig) = t.split_once('.').expect("dot");
         let forged = format!("{}.{sig}", now.timestamp() + 5);
-        assert!(!verify(&key, &forged, now, ttl, &["alice", "client", "scope"]));
+        assert!(!verify(
+            &key,
+            &forged,
+            now,
+            ttl,
+            &["alice", "client", "scope"]
+        ));
     }
 }

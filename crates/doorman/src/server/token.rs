@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::AuthorizationServer;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::{Client, CodeTake, GrantId, GrantRecord, GrantType, Rotation, TokenKind, TokenRecord, UserId};
+use crate::model::{
+    Client, CodeTake, GrantId, GrantRecord, GrantType, Rotation, TokenKind, TokenRecord, UserId,
+};
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken, ct_eq_bytes};
 use crate::wire::{IssuedTokens, Params, method_not_allowed};
@@ -30,8 +32,14 @@ impl AuthorizationServer {
         }
     }
 
-    async fn token_inner(&self, request: &Request<Bytes>) -> Result<IssuedTokens, (OAuthError, bool)> {
-        let params = self.profile().read_params(request).map_err(|e| (e, false))?;
+    async fn token_inner(
+        &self,
+        request: &Request<Bytes>,
+    ) -> Result<IssuedTokens, (OAuthError, bool)> {
+        let params = self
+            .profile()
+            .read_params(request)
+            .map_err(|e| (e, false))?;
         let basic_hint = request.headers().contains_key(http::header::AUTHORIZATION);
         params.reject_repeats().map_err(|e| (e, basic_hint))?;
         let (client, basic) = self.authenticate_client(request.headers(), &params).await?;
@@ -40,41 +48,79 @@ impl AuthorizationServer {
             Some(GrantType::AuthorizationCode) => self.exchange_code(&client, &params).await,
             Some(GrantType::RefreshToken) => self.refresh(&client, &params).await,
             Some(GrantType::ClientCredentials) => self.client_credentials(&client, &params).await,
-            None => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+            None => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "unsupported grant_type",
+            )),
         };
         result.map_err(|e| (e, basic))
     }
 
     /// `authorization_code`: redeem a code once, check its bindings and PKCE.
-    async fn exchange_code(&self, client: &Client, params: &Params) -> Result<IssuedTokens, OAuthError> {
+    async fn exchange_code(
+        &self,
+        client: &Client,
+        params: &Params,
+    ) -> Result<IssuedTokens, OAuthError> {
         require_grant(client, GrantType::AuthorizationCode)?;
         let code = params.require("code")?;
         let now = self.inner.clock.now();
-        let record = match self.inner.store.take_code(&crate::TokenHash::of(code), now).await? {
+        let record = match self
+            .inner
+            .store
+            .take_code(&crate::TokenHash::of(code), now)
+            .await?
+        {
             CodeTake::Taken(r) => r,
             CodeTake::Replayed(grant) => {
                 // RFC 6749 §4.1.2: a code used twice revokes what it issued.
                 self.inner.store.revoke_grant(&grant).await?;
-                return Err(OAuthError::invalid_grant("the authorization code was already used"));
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code was already used",
+                ));
             }
-            CodeTake::Missing => return Err(OAuthError::invalid_grant("the authorization code is invalid")),
+            CodeTake::Missing => {
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code is invalid",
+                ));
+            }
         };
-        let invalid = || OAuthError::invalid_grant("the authorization code is invalid, expired or bound elsewhere");
+        let invalid = || {
+            OAuthError::invalid_grant(
+                "the authorization code is invalid, expired or bound elsewhere",
+            )
+        };
         if record.client_id != client.client_id || record.expires_at <= now {
             return Err(invalid());
         }
         match params.get("redirect_uri") {
             Some(r) if r != record.redirect_uri => {
-                return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+                return Err(OAuthError::invalid_grant(
+                    "redirect_uri does not match the authorization request",
+                ));
             }
             None if record.redirect_uri_explicit => {
-                return Err(OAuthError::invalid_grant("redirect_uri is required: it was in the authorization request"));
+                return Err(OAuthError::invalid_grant(
+                    "redirect_uri is required: it was in the authorization request",
+                ));
             }
             _ => {}
         }
-        verify_pkce(record.code_challenge.as_deref(), params.get("code_verifier"))?;
-        let refresh = self.config().issue_refresh_tokens && client.allows_grant(GrantType::RefreshToken);
-        self.issue_grant(client, record.grant_id, Some(record.user_id), record.scope, refresh, now).await
+        verify_pkce(
+            record.code_challenge.as_deref(),
+            params.get("code_verifier"),
+        )?;
+        let refresh =
+            self.config().issue_refresh_tokens && client.allows_grant(GrantType::RefreshToken);
+        self.issue_grant(
+            client,
+            record.grant_id,
+            Some(record.user_id),
+            record.scope,
+            refresh,
+            now,
+        )
+        .await
     }
 
     /// `refresh_token`: rotate, detect reuse, allow narrowing.
@@ -83,18 +129,24 @@ impl AuthorizationServer {
         let presented = params.require("refresh_token")?;
         let hash = crate::TokenHash::of(presented);
         let now = self.inner.clock.now();
-        let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        let invalid =
+            || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
         let Some(old) = self.inner.store.token(&hash).await? else {
             return Err(invalid());
         };
-        if old.kind != TokenKind::Refresh || !old.hash.ct_eq(&hash) || old.client_id != client.client_id {
+        if old.kind != TokenKind::Refresh
+            || !old.hash.ct_eq(&hash)
+            || old.client_id != client.client_id
+        {
             return Err(invalid());
         }
         if old.consumed_at.is_some() {
             // RFC 9700 §4.14.2: a used refresh token came back; one of the two
             // holders is an attacker, so the whole grant goes.
             self.inner.store.revoke_grant(&old.grant_id).await?;
-            return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked",
+            ));
         }
         if old.is_expired(now) {
             return Err(invalid());
@@ -104,17 +156,37 @@ impl AuthorizationServer {
             Some(s) => {
                 let s = Scopes::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
                 if !s.is_subset_of(&old.scope) {
-                    return Err(OAuthError::invalid_scope("a refresh cannot widen the scope"));
+                    return Err(OAuthError::invalid_scope(
+                        "a refresh cannot widen the scope",
+                    ));
                 }
                 s
             }
         };
-        let (access, access_rec) = self.new_token(TokenKind::Access, &old.grant_id, client, old.user_id.clone(), scope.clone(), now);
+        let (access, access_rec) = self.new_token(
+            TokenKind::Access,
+            &old.grant_id,
+            client,
+            old.user_id.clone(),
+            scope.clone(),
+            now,
+        );
         // RFC 6749 §6: the new refresh token keeps the scope of the old one.
-        let (refresh, refresh_rec) =
-            self.new_token(TokenKind::Refresh, &old.grant_id, client, old.user_id.clone(), old.scope.clone(), now);
+        let (refresh, refresh_rec) = self.new_token(
+            TokenKind::Refresh,
+            &old.grant_id,
+            client,
+            old.user_id.clone(),
+            old.scope.clone(),
+            now,
+        );
         let grace_until = now + self.config().refresh_grace;
-        match self.inner.store.rotate_refresh(&hash, now, grace_until, &[access_rec, refresh_rec]).await? {
+        match self
+            .inner
+            .store
+            .rotate_refresh(&hash, now, grace_until, &[access_rec, refresh_rec])
+            .await?
+        {
             Rotation::Rotated => Ok(self.issued(
                 AccessToken::new(access),
                 Some(RefreshToken::new(refresh)),
@@ -122,15 +194,24 @@ impl AuthorizationServer {
                 old.user_id,
                 client,
             )),
-            Rotation::Reused => Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked")),
+            Rotation::Reused => Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked",
+            )),
             Rotation::Missing => Err(invalid()),
         }
     }
 
     /// `client_credentials`: confidential clients only, access token only (RFC 6749 §4.4.3).
-    async fn client_credentials(&self, client: &Client, params: &Params) -> Result<IssuedTokens, OAuthError> {
+    async fn client_credentials(
+        &self,
+        client: &Client,
+        params: &Params,
+    ) -> Result<IssuedTokens, OAuthError> {
         if !client.is_confidential() {
-            return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "public clients cannot use client_credentials"));
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "public clients cannot use client_credentials",
+            ));
         }
         require_grant(client, GrantType::ClientCredentials)?;
         let scope = match params.get("scope") {
@@ -138,13 +219,16 @@ impl AuthorizationServer {
             Some(s) => {
                 let s = Scopes::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
                 if !s.is_subset_of(&client.scope) {
-                    return Err(OAuthError::invalid_scope("scope is not allowed for this client"));
+                    return Err(OAuthError::invalid_scope(
+                        "scope is not allowed for this client",
+                    ));
                 }
                 s
             }
         };
         let now = self.inner.clock.now();
-        self.issue_grant(client, GrantId::generate(), None, scope, false, now).await
+        self.issue_grant(client, GrantId::generate(), None, scope, false, now)
+            .await
     }
 
     async fn issue_grant(
@@ -156,10 +240,24 @@ impl AuthorizationServer {
         with_refresh: bool,
         now: DateTime<Utc>,
     ) -> Result<IssuedTokens, OAuthError> {
-        let (access, access_rec) = self.new_token(TokenKind::Access, &grant_id, client, user.clone(), scope.clone(), now);
+        let (access, access_rec) = self.new_token(
+            TokenKind::Access,
+            &grant_id,
+            client,
+            user.clone(),
+            scope.clone(),
+            now,
+        );
         let mut records = vec![access_rec];
         let refresh = with_refresh.then(|| {
-            let (t, rec) = self.new_token(TokenKind::Refresh, &grant_id, client, user.clone(), scope.clone(), now);
+            let (t, rec) = self.new_token(
+                TokenKind::Refresh,
+                &grant_id,
+                client,
+                user.clone(),
+                scope.clone(),
+                now,
+            );
             records.push(rec);
             RefreshToken::new(t)
         });
@@ -172,7 +270,9 @@ impl AuthorizationServer {
         };
         if !self.inner.store.create_grant(&grant, &records).await? {
             // The code was replayed (and its grant revoked) while we issued.
-            return Err(OAuthError::invalid_grant("the authorization code was revoked"));
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was revoked",
+            ));
         }
         Ok(self.issued(AccessToken::new(access), refresh, scope, user, client))
     }
@@ -218,7 +318,10 @@ impl AuthorizationServer {
         IssuedTokens {
             access_token: access,
             expires_in: cfg.access_ttl.map(|t| t.num_seconds()),
-            refresh_expires_in: refresh.as_ref().and(cfg.refresh_ttl).map(|t| t.num_seconds()),
+            refresh_expires_in: refresh
+                .as_ref()
+                .and(cfg.refresh_ttl)
+                .map(|t| t.num_seconds()),
             refresh_token: refresh,
             scope,
             user_id: user,
@@ -243,16 +346,23 @@ fn require_grant(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
 fn verify_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
     match (challenge, verifier) {
         (None, None) => Ok(()),
-        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required for this code")),
-        (None, Some(_)) => Err(OAuthError::invalid_grant("code_verifier sent for a code issued without PKCE")),
+        (Some(_), None) => Err(OAuthError::invalid_grant(
+            "code_verifier is required for this code",
+        )),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier sent for a code issued without PKCE",
+        )),
         (Some(c), Some(v)) => {
             let well_formed = (43..=128).contains(&v.len())
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
             let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
             if well_formed && ct_eq_bytes(computed.as_bytes(), c.as_bytes()) {
                 Ok(())
             } else {
-                Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"))
+                Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ))
             }
         }
     }

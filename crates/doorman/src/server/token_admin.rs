@@ -14,16 +14,24 @@ use crate::wire::{Params, method_not_allowed};
 impl AuthorizationServer {
     /// Reads and authenticates a client-authenticated POST (revocation,
     /// introspection); answers the parameters and client, or the error response.
-    async fn authenticated_post(&self, request: &Request<Bytes>) -> Result<(Params, Client), Response<Bytes>> {
+    async fn authenticated_post(
+        &self,
+        request: &Request<Bytes>,
+    ) -> Result<(Params, Client), Response<Bytes>> {
         if request.method() != Method::POST {
             return Err(method_not_allowed(self.profile(), "POST"));
         }
         if let Some(res) = self.too_large(request, request.body().len()) {
             return Err(res);
         }
-        let params = self.profile().read_params(request).map_err(|e| self.profile().error_response(&e, false))?;
+        let params = self
+            .profile()
+            .read_params(request)
+            .map_err(|e| self.profile().error_response(&e, false))?;
         let basic_hint = request.headers().contains_key(http::header::AUTHORIZATION);
-        params.reject_repeats().map_err(|e| self.profile().error_response(&e, basic_hint))?;
+        params
+            .reject_repeats()
+            .map_err(|e| self.profile().error_response(&e, basic_hint))?;
         let (client, _) = self
             .authenticate_client(request.headers(), &params)
             .await
@@ -33,7 +41,11 @@ impl AuthorizationServer {
 
     /// The token a client-authenticated request names, if it exists and
     /// was issued to that client.
-    async fn own_token(&self, params: &Params, client: &Client) -> Result<Option<TokenRecord>, OAuthError> {
+    async fn own_token(
+        &self,
+        params: &Params,
+        client: &Client,
+    ) -> Result<Option<TokenRecord>, OAuthError> {
         let token = params.require("token")?;
         let hash = TokenHash::of(token);
         Ok(self
@@ -54,7 +66,9 @@ impl AuthorizationServer {
         };
         let result = async {
             match self.own_token(&params, &client).await? {
-                Some(r) if r.kind == TokenKind::Refresh => self.inner.store.revoke_grant(&r.grant_id).await?,
+                Some(r) if r.kind == TokenKind::Refresh => {
+                    self.inner.store.revoke_grant(&r.grant_id).await?
+                }
                 Some(r) => {
                     self.inner.store.delete_token(&r.hash).await?;
                 }

@@ -19,7 +19,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
 use crate::model::{
-    Client, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, Purged, Rotation, TokenRecord, UserId,
+    Client, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, Purged, Rotation, TokenRecord,
+    UserId,
 };
 use crate::scope::Scopes;
 use crate::secret::TokenHash;
@@ -53,7 +54,8 @@ pub trait CodeStore: Send + Sync {
     /// [`CodeTake::Replayed`] with its grant id to every later caller.
     /// Expiry is the engine's decision (it compares `expires_at` with its
     /// clock); the store hands out an expired but unused code as `Taken`.
-    async fn take_code(&self, hash: &TokenHash, now: DateTime<Utc>) -> Result<CodeTake, StoreError>;
+    async fn take_code(&self, hash: &TokenHash, now: DateTime<Utc>)
+    -> Result<CodeTake, StoreError>;
 }
 
 /// Grants and the consents behind them.
@@ -63,7 +65,11 @@ pub trait GrantStore: Send + Sync {
     /// `Ok(false)`, writing nothing, if a grant with this id exists
     /// already or was revoked (a replayed code revokes its grant id before
     /// the tokens may exist; they must then never appear).
-    async fn create_grant(&self, grant: &GrantRecord, tokens: &[TokenRecord]) -> Result<bool, StoreError>;
+    async fn create_grant(
+        &self,
+        grant: &GrantRecord,
+        tokens: &[TokenRecord],
+    ) -> Result<bool, StoreError>;
 
     /// Revokes a grant: deletes every token of it and leaves a revoked
     /// marker so that [`GrantStore::create_grant`] with this id fails

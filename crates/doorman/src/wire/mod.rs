@@ -50,7 +50,10 @@ pub trait WireProfile: Send + Sync + 'static {
 
     /// The bearer token of a resource request (RFC 6750 §2.1: the
     /// `Authorization` header only).
-    fn bearer_token<'a>(&self, request: &'a http::request::Parts) -> Result<Option<&'a str>, OAuthError> {
+    fn bearer_token<'a>(
+        &self,
+        request: &'a http::request::Parts,
+    ) -> Result<Option<&'a str>, OAuthError> {
         bearer_from_header(request)
     }
 
@@ -82,8 +85,10 @@ pub trait WireProfile: Send + Sync + 'static {
     fn error_response(&self, error: &OAuthError, basic_auth: bool) -> Response<Bytes> {
         let mut res = json_response(error.status, &ErrorBody::of(error));
         if error.status == StatusCode::UNAUTHORIZED && basic_auth {
-            res.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"doorman\", charset=\"UTF-8\""));
+            res.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"doorman\", charset=\"UTF-8\""),
+            );
         }
         res
     }
@@ -92,7 +97,12 @@ pub trait WireProfile: Send + Sync + 'static {
     /// scope that was needed, for `insufficient_scope`; `missing_token` means
     /// the request carried no credentials, so no error code is disclosed in
     /// the challenge (RFC 6750 §3.1).
-    fn bearer_error_response(&self, error: &OAuthError, scope: Option<&str>, missing_token: bool) -> Response<Bytes> {
+    fn bearer_error_response(
+        &self,
+        error: &OAuthError,
+        scope: Option<&str>,
+        missing_token: bool,
+    ) -> Response<Bytes> {
         let mut challenge = String::from("Bearer realm=\"doorman\"");
         if !missing_token {
             challenge.push_str(&format!(
@@ -132,7 +142,10 @@ struct ErrorBody<'a> {
 
 impl<'a> ErrorBody<'a> {
     fn of(e: &'a OAuthError) -> Self {
-        Self { error: e.code.as_str(), error_description: &e.description }
+        Self {
+            error: e.code.as_str(),
+            error_description: &e.description,
+        }
     }
 }
 
@@ -143,7 +156,10 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
     let bytes = match serde_json::to_vec(body) {
         Ok(b) => b,
         Err(_) => {
-            return plain_response(StatusCode::INTERNAL_SERVER_ERROR, br#"{"error":"server_error"}"#);
+            return plain_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"error":"server_error"}"#,
+            );
         }
     };
     plain_response(status, &bytes)
@@ -162,10 +178,15 @@ fn plain_response(status: StatusCode, bytes: &[u8]) -> Response<Bytes> {
 /// Reads a POST body as a form or, with `Content-Type: application/json`,
 /// as a JSON object.
 pub fn read_body_params(request: &Request<Bytes>) -> Result<Params, OAuthError> {
-    let ct = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("invalid").split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let ct = request.headers().get(CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("invalid")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     match ct.as_deref() {
         None | Some("application/x-www-form-urlencoded") => Params::from_form(request.body()),
         Some("application/json") => Params::from_json(request.body()),
@@ -184,7 +205,9 @@ pub fn bearer_from_header(parts: &http::request::Parts) -> Result<Option<&str>, 
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(OAuthError::invalid_request("more than one Authorization header"));
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
     }
     let value = value
         .to_str()
@@ -199,7 +222,9 @@ pub fn bearer_from_header(parts: &http::request::Parts) -> Result<Option<&str>, 
     // RFC 6750 §2.1 b64token.
     let body = token.trim_end_matches('=');
     if body.is_empty()
-        || !body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        || !body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
     {
         return Err(OAuthError::invalid_request("malformed bearer token"));
     }
@@ -208,15 +233,21 @@ pub fn bearer_from_header(parts: &http::request::Parts) -> Result<Option<&str>, 
 
 /// Keeps text safe inside an HTTP quoted-string: printable ASCII, no `"` or `\`.
 fn quoted_string_safe(s: &str) -> String {
-    s.chars().filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\').collect()
+    s.chars()
+        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
+        .collect()
 }
 
 /// Answers 405 for a method the endpoint does not take.
 pub fn method_not_allowed(profile: &dyn WireProfile, allow: &'static str) -> Response<Bytes> {
-    let e = OAuthError::new(ErrorCode::InvalidRequest, format!("this endpoint takes {allow}"))
-        .with_status(StatusCode::METHOD_NOT_ALLOWED);
+    let e = OAuthError::new(
+        ErrorCode::InvalidRequest,
+        format!("this endpoint takes {allow}"),
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED);
     let mut res = profile.error_response(&e, false);
-    res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    res.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     res
 }
 
@@ -234,9 +265,18 @@ mod tests {
 
     #[test]
     fn bearer_header_rules() {
-        assert_eq!(bearer_from_header(&parts(&["Bearer abc"])).ok().flatten(), Some("abc"));
-        assert_eq!(bearer_from_header(&parts(&["bearer abc=="])).ok().flatten(), Some("abc=="));
-        assert_eq!(bearer_from_header(&parts(&["Basic abc"])).ok().flatten(), None);
+        assert_eq!(
+            bearer_from_header(&parts(&["Bearer abc"])).ok().flatten(),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_from_header(&parts(&["bearer abc=="])).ok().flatten(),
+            Some("abc==")
+        );
+        assert_eq!(
+            bearer_from_header(&parts(&["Basic abc"])).ok().flatten(),
+            None
+        );
         assert_eq!(bearer_from_header(&parts(&[])).ok().flatten(), None);
         assert!(bearer_from_header(&parts(&["Bearer a b"])).is_err());
         assert!(bearer_from_header(&parts(&["Bearer "])).is_err());
@@ -247,10 +287,18 @@ mod tests {
     fn error_response_shape() {
         let r = Rfc6749.error_response(&OAuthError::invalid_client("bad"), true);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap_or("").starts_with("Basic"));
+        assert!(
+            r.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("Basic")
+        );
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
         let v: Value = serde_json::from_slice(r.body()).expect("json");
-        assert_eq!(v, serde_json::json!({"error":"invalid_client","error_description":"bad"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"error":"invalid_client","error_description":"bad"})
+        );
         let r = Rfc6749.error_response(&OAuthError::invalid_client("bad"), false);
         assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
     }

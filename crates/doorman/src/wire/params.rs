@@ -17,7 +17,9 @@ pub struct Params {
 impl fmt::Debug for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Values may be secrets (client_secret, code, tokens): names only.
-        f.debug_list().entries(self.pairs.iter().map(|(k, _)| k)).finish()
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
     }
 }
 
@@ -40,7 +42,11 @@ impl Params {
             None => Ok(Self::default()),
             Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
                 .map(Self::from_pairs)
-                .map_err(|_| OAuthError::invalid_request("the query string is not valid form-urlencoded UTF-8")),
+                .map_err(|_| {
+                    OAuthError::invalid_request(
+                        "the query string is not valid form-urlencoded UTF-8",
+                    )
+                }),
         }
     }
 
@@ -52,7 +58,9 @@ impl Params {
         let pairs = de
             .deserialize_map(PairsVisitor)
             .and_then(|p| de.end().map(|()| p))
-            .map_err(|_| OAuthError::invalid_request("the body is not a JSON object of string values"))?;
+            .map_err(|_| {
+                OAuthError::invalid_request("the body is not a JSON object of string values")
+            })?;
         Ok(Self::from_pairs(pairs))
     }
 
@@ -68,14 +76,20 @@ impl Params {
     /// Refuses repeated names with `invalid_request`.
     pub fn reject_repeats(&self) -> Result<(), OAuthError> {
         match self.repeated() {
-            Some(name) => Err(OAuthError::invalid_request(format!("parameter `{}` is repeated", printable(name)))),
+            Some(name) => Err(OAuthError::invalid_request(format!(
+                "parameter `{}` is repeated",
+                printable(name)
+            ))),
             None => Ok(()),
         }
     }
 
     /// The value of `name`; an empty value counts as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether `name` occurs more than once.
@@ -85,8 +99,9 @@ impl Params {
 
     /// The value of a required parameter, or `invalid_request` naming it.
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("missing required parameter `{name}`")))
+        self.get(name).ok_or_else(|| {
+            OAuthError::invalid_request(format!("missing required parameter `{name}`"))
+        })
     }
 
     /// Renames a parameter (for wire profiles: `app_id` → `client_id`).
@@ -107,7 +122,10 @@ impl Params {
 /// A parameter name safe to echo in a description: at most 40 printable
 /// ASCII characters.
 fn printable(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_graphic()).take(40).collect()
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(40)
+        .collect()
 }
 
 struct PairsVisitor;
@@ -147,12 +165,16 @@ mod tests {
         assert!(p.reject_repeats().is_err());
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some("x y&"));
-        assert_eq!(p.require("b").map_err(|e| e.code), Err(crate::ErrorCode::InvalidRequest));
+        assert_eq!(
+            p.require("b").map_err(|e| e.code),
+            Err(crate::ErrorCode::InvalidRequest)
+        );
     }
 
     #[test]
     fn json_repeated_keys_are_detected() {
-        let p = Params::from_json(br#"{"grant_type":"x","grant_type":"y","n":5,"t":true}"#).expect("valid");
+        let p = Params::from_json(br#"{"grant_type":"x","grant_type":"y","n":5,"t":true}"#)
+            .expect("valid");
         assert_eq!(p.repeated(), Some("grant_type"));
         assert_eq!(p.get("n"), Some("5"));
         assert!(Params::from_json(br#"{"a":{"b":1}}"#).is_err());
