@@ -5,6 +5,7 @@ mod authorize;
 mod client_auth;
 mod registration;
 mod resource;
+mod routes;
 mod ticket;
 mod token;
 mod token_admin;
@@ -12,6 +13,7 @@ mod token_admin;
 pub use authorize::{AuthorizeOutcome, AuthorizeRequest};
 pub use registration::{ClientRegistration, RegisteredClient, SecretChoice};
 pub use resource::{BearerError, ValidatedToken};
+pub use routes::{Endpoint, METADATA_PATH, metadata_path, route_path};
 
 use std::sync::Arc;
 
