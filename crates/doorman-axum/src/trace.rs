@@ -8,8 +8,8 @@ use axum::response::Response;
 use tracing::Instrument as _;
 
 /// Middleware (for [`axum::middleware::from_fn`]) that runs each request
-/// in an `http` span with its method and path, then logs its status and
-/// duration at `INFO`.
+/// in an `http` span with its method, path and (once answered) status,
+/// and logs the answer's duration at `INFO` inside it.
 ///
 /// The query string is never recorded: on these endpoints it carries
 /// authorization codes and `state`. Neither are headers or bodies, which
