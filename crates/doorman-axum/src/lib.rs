@@ -76,28 +76,16 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::from_fn;
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::any;
 use doorman::AuthorizationServer;
+use doorman::server::Endpoint;
 
-/// The well-known path of the RFC 8414 metadata document for an issuer
-/// without a path component.
-pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
-
-/// The endpoints [`router`] can mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
-    Authorize,
-    Token,
-    Userinfo,
-    Revoke,
-    Introspect,
-    Topup,
-}
-
-/// A router with the provider's endpoints for `server`, at the paths of
-/// its [`Config::endpoints`](doorman::Config::endpoints) (an absolute URL
-/// there is mounted at its path), plus the RFC 8414 metadata document at
-/// [`metadata_path`]. Every request gets a tracing span ([`trace_request`]).
+/// A router with the provider's endpoints for `server`, at the paths
+/// [`AuthorizationServer::routes`] lists: those of its
+/// [`Config::endpoints`](doorman::Config::endpoints) (an absolute URL
+/// there is mounted at its path) and the RFC 8414 metadata document at
+/// [`doorman::server::metadata_path`]. Every request gets a tracing span
+/// ([`trace_request`]).
 ///
 /// The endpoints accept any method and answer 405 themselves, in the
 /// server's wire format. Mount the router with
@@ -113,86 +101,20 @@ pub fn router<S>(server: AuthorizationServer) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let endpoints = server.config().endpoints.clone();
     let mut router = Router::new();
-    for (path, endpoint) in [
-        (&endpoints.authorization, Endpoint::Authorize),
-        (&endpoints.token, Endpoint::Token),
-        (&endpoints.userinfo, Endpoint::Userinfo),
-        (&endpoints.revocation, Endpoint::Revoke),
-        (&endpoints.introspection, Endpoint::Introspect),
-        (&endpoints.topup, Endpoint::Topup),
-    ] {
-        let Some(path) = route_path(path) else {
-            continue;
-        };
+    for (path, endpoint) in server.routes() {
         let server = server.clone();
         router = router.route(
-            path,
+            &path,
             any(move |request: Request| call(server, endpoint, request)),
         );
     }
-    let metadata = server.clone();
-    router
-        .route(
-            &metadata_path(&server.config().issuer),
-            get(move || async move { into_response(metadata.metadata()) }),
-        )
-        .layer(from_fn(trace_request))
-}
-
-/// Where the metadata of `issuer` is published (RFC 8414 §3.1): the
-/// well-known prefix, followed by the issuer's path if it has one.
-///
-/// ```
-/// assert_eq!(doorman_axum::metadata_path("https://id.example"), "/.well-known/oauth-authorization-server");
-/// assert_eq!(doorman_axum::metadata_path("https://id.example/t1"), "/.well-known/oauth-authorization-server/t1");
-/// ```
-pub fn metadata_path(issuer: &str) -> String {
-    let path = route_path(issuer).unwrap_or("").trim_end_matches('/');
-    format!("{METADATA_PATH}{path}")
-}
-
-/// The path of an endpoint given as a path or an absolute URL, without
-/// its query; `None` if it has none.
-fn route_path(endpoint: &str) -> Option<&str> {
-    let path = match endpoint.split_once("://") {
-        Some((_, rest)) => &rest[rest.find('/')?..],
-        None => endpoint,
-    };
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    path.starts_with('/').then_some(path)
+    router.layer(from_fn(trace_request))
 }
 
 async fn call(server: AuthorizationServer, endpoint: Endpoint, request: Request) -> Response {
-    let request = match read_request(&server, request).await {
-        Ok(r) => r,
-        Err(res) => return into_response(res),
-    };
-    let response = match endpoint {
-        Endpoint::Authorize => server.authorize(request).await,
-        Endpoint::Token => server.token(request).await,
-        Endpoint::Userinfo => server.userinfo(request).await,
-        Endpoint::Revoke => server.revoke(request).await,
-        Endpoint::Introspect => server.introspect(request).await,
-        Endpoint::Topup => server.topup(request).await,
-    };
-    into_response(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_paths() {
-        assert_eq!(route_path("/oauth2/token"), Some("/oauth2/token"));
-        assert_eq!(
-            route_path("https://id.example/oauth2/token?x=1"),
-            Some("/oauth2/token")
-        );
-        assert_eq!(route_path("https://id.example"), None);
-        assert_eq!(route_path("relative"), None);
-        assert_eq!(metadata_path("https://id.example/"), METADATA_PATH);
+    match read_request(&server, request).await {
+        Ok(request) => into_response(server.handle(endpoint, request).await),
+        Err(res) => into_response(res),
     }
 }

@@ -243,7 +243,7 @@ async fn authorize_sends_the_full_original_uri_to_login() {
 async fn metadata_and_method_handling() {
     let server = server();
     let app = app(&server);
-    let res = get_with(&app, doorman_axum::METADATA_PATH, None).await;
+    let res = get_with(&app, doorman::server::METADATA_PATH, None).await;
     assert_eq!(res.status(), StatusCode::OK);
     let meta = json(res).await;
     assert_eq!(meta["issuer"], "http://id.example");
