@@ -1,0 +1,20 @@
+//! Black-box tests of `doorman-demo` over real HTTP (spec/demo-provider.md).
+//!
+//! Each module lists its scenarios in `adapters!(…)`, which makes one test
+//! per scenario and adapter (`login::axum::login_redirect`, …); every test
+//! starts its own demo on its own temporary SQLite file. To run everything
+//! against actix-web too, uncomment the `actix` line in
+//! `doorman_tests::adapters!` (tests/src/lib.rs).
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+mod account;
+mod authorize;
+mod discovery;
+mod login;
+mod postgres;
+mod registration;
+mod resource;
+mod restart;
+mod token;
+mod token_admin;
