@@ -1238,13 +1238,19 @@ impl ConsentForm {
     }
 }
 
-/// Alters a credential-like value so it no longer verifies but keeps its shape.
+/// Alters a credential-like value so it no longer verifies but keeps its
+/// shape. It changes a character well inside the value: the last character
+/// of unpadded base64 carries padding bits a lenient decoder ignores.
 pub fn tamper(value: &str) -> String {
     let mut chars: Vec<char> = value.chars().collect();
-    match chars.last_mut() {
-        Some(c) => *c = if *c == 'A' { 'B' } else { 'A' },
-        None => chars.push('A'),
+    if chars.is_empty() {
+        return "A".to_owned();
     }
+    let i = chars
+        .len()
+        .saturating_sub(5)
+        .min(chars.len() / 2 + chars.len() / 4);
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
     chars.into_iter().collect()
 }
 
