@@ -99,7 +99,7 @@ pub use host::{
     Balance, Balances, Claims, ConsentPrompt, DefaultPages, Pages, Sessions, UserClaims,
 };
 pub use model::*;
-pub use scope::{ScopeInfo, Scopes};
+pub use scope::{AnyScope, RequiredScope, ScopeInfo, Scopes};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, RefreshToken, TokenHash};
 pub use store::{ClientStore, CodeStore, GrantStore, MemoryStore, Store, TokenStore};
 pub mod server;

@@ -175,3 +175,46 @@ mod tests {
         }
     }
 }
+
+/// The scope a bearer-token extractor requires, as a type, so that
+/// adapters' extractors (`doorman_axum::Bearer<R>`, `doorman_actix::Bearer<R>`)
+/// state it in the handler's signature.
+///
+/// Declare one with [`required_scope!`](crate::required_scope):
+///
+/// ```
+/// doorman::required_scope!(
+///     /// Tokens that may read the profile.
+///     pub ProfileScope = "profile"
+/// );
+/// use doorman::RequiredScope as _;
+/// assert_eq!(ProfileScope::SCOPE, Some("profile"));
+/// ```
+pub trait RequiredScope: Send + Sync + 'static {
+    /// The scope the token must carry; `None` accepts any valid token.
+    const SCOPE: Option<&'static str>;
+}
+
+/// No scope required: any valid access token passes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyScope;
+
+impl RequiredScope for AnyScope {
+    const SCOPE: Option<&'static str> = None;
+}
+
+/// Declares a unit type implementing [`RequiredScope`] for one scope:
+/// `required_scope!(pub BalanceScope = "balance");`, with optional doc
+/// comments and attributes before the name.
+#[macro_export]
+macro_rules! required_scope {
+    ($(#[$meta:meta])* $vis:vis $name:ident = $scope:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default)]
+        $vis struct $name;
+
+        impl $crate::RequiredScope for $name {
+            const SCOPE: ::core::option::Option<&'static str> = ::core::option::Option::Some($scope);
+        }
+    };
+}
