@@ -59,7 +59,7 @@ mod trace;
 pub use bearer::{Bearer, BearerRejection};
 pub use convert::{into_response, read_request, request_head};
 pub use doorman::{AnyScope, RequiredScope, required_scope};
-pub use trace::trace_request;
+pub use trace::{trace_request, traced};
 
 use actix_web::web::{self, Payload, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
@@ -98,7 +98,7 @@ pub async fn serve(
     req: HttpRequest,
     payload: Payload,
 ) -> HttpResponse {
-    trace::in_span(&req, async {
+    traced(&req, async {
         let request = match read_request(&server, &req, payload).await {
             Ok(r) => r,
             Err(res) => return into_response(res),

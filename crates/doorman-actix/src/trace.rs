@@ -9,11 +9,11 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse};
 use tracing::Instrument as _;
 
-/// Runs `answer` in an `http` span with the request's method and path
+/// Runs `answer` (the handling of `req`) in an `http` span with the request's method and path
 /// (never the query: it carries codes and `state`; never headers or
 /// bodies: they carry tokens, secrets and passwords), records the status
 /// and logs the duration at `INFO`.
-pub(crate) async fn in_span(
+pub async fn traced(
     req: &HttpRequest,
     answer: impl Future<Output = HttpResponse>,
 ) -> HttpResponse {

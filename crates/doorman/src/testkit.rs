@@ -49,6 +49,10 @@ use crate::scope::Scopes;
 use crate::secret::{TokenHash, random_bytes, random_token};
 use crate::store::Store;
 
+mod flow;
+
+pub use flow::check_no_plaintext_given;
+
 /// How many callers race for one credential in the concurrency checks.
 const RACERS: usize = 32;
 
@@ -56,6 +60,7 @@ const RACERS: usize = 32;
 ///
 /// The checks run one after another; each drives its own concurrent calls.
 pub async fn run_all(store: Arc<dyn Store>) {
+    let store_arc = store.clone();
     let store = &*store;
     check_clients(store).await;
     check_delete_client_cascade(store).await;
@@ -69,9 +74,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_revoke_consent(store).await;
     check_purge(store).await;
     check_hashes_only(store).await;
-    // FLOW-LEVEL CHECK (reserved for the engine author): drive a full
-    // `AuthorizationServer` over a recording wrapper of `store` and assert
-    // that no plaintext code, token or generated secret ever reaches it.
+    check_no_plaintext_given(store_arc).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1138,31 +1141,9 @@ pub async fn check_purge(store: &dyn Store) {
     g3_code.expires_at = future;
     ok(R, store.put_code(&g3_code).await);
 
-    let purged = ok(R, store.purge_expired(now).await);
-    ensure(
-        R,
-        purged.codes >= 2,
-        &format!(
-            "Purged.codes = {} < the 2 expired codes of this check",
-            purged.codes
-        ),
-    );
-    ensure(
-        R,
-        purged.tokens >= 4,
-        &format!(
-            "Purged.tokens = {} < the 4 expired tokens of this check",
-            purged.tokens
-        ),
-    );
-    ensure(
-        R,
-        purged.grants >= 1,
-        &format!(
-            "Purged.grants = {} < the 1 emptied grant of this check",
-            purged.grants
-        ),
-    );
+    // The counts are not asserted: on a shared database a concurrent purge
+    // may remove this check's rows first. What is gone and what stays is.
+    ok(R, store.purge_expired(now).await);
 
     ensure_eq(
         R,

@@ -8,7 +8,7 @@
 //! `http::Request<Bytes>` with `http::Response<Bytes>`. Each web framework
 //! gets a thin glue module that mounts the doorman adapter's router and
 //! falls back to [`host::Demo::respond`] for every other path:
-//! [`serve_axum`] today; `serve_actix` is where the actix-web glue goes.
+//! [`serve_axum`] and [`serve_actix`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), doorman_demo::DemoError> {
@@ -29,6 +29,7 @@ pub mod error;
 pub mod host;
 pub mod login;
 pub mod pages;
+pub mod serve_actix;
 pub mod serve_axum;
 mod storage;
 pub mod users;
@@ -124,10 +125,6 @@ async fn purge_loop(demo: Demo, stop: watch::Receiver<bool>) {
 /// chosen adapter. Returns once the socket accepts connections. The issuer
 /// defaults to `http://<bound address>`.
 pub async fn start(config: DemoConfig) -> Result<RunningDemo, DemoError> {
-    if config.adapter == Adapter::Actix {
-        // serve_actix::serve goes here once the actix-web glue exists.
-        return Err(DemoError::AdapterNotBuilt("actix"));
-    }
     let listener = std::net::TcpListener::bind(config.addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -141,7 +138,11 @@ pub async fn start(config: DemoConfig) -> Result<RunningDemo, DemoError> {
             listener,
             stopped(stop_rx.clone()),
         )),
-        Adapter::Actix => return Err(DemoError::AdapterNotBuilt("actix")),
+        Adapter::Actix => tokio::spawn(serve_actix::serve(
+            demo.clone(),
+            listener,
+            stopped(stop_rx.clone()),
+        )),
     };
     let purge = tokio::spawn(purge_loop(demo.clone(), stop_rx));
     tracing::info!(%addr, issuer = demo.issuer(), storage = demo.storage(), adapter = config.adapter.as_str(), "serving");
