@@ -11,7 +11,7 @@ fn q(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap()
 }
 
-fn base<'a>(app: &'a App) -> Vec<(&'a str, &'a str)> {
+fn base(app: &App) -> Vec<(&str, &str)> {
     vec![
         ("response_type", "code"),
         ("client_id", app.id.as_str()),
