@@ -13,10 +13,7 @@ use tracing::Instrument as _;
 /// (never the query: it carries codes and `state`; never headers or
 /// bodies: they carry tokens, secrets and passwords), records the status
 /// and logs the duration at `INFO`.
-pub async fn traced(
-    req: &HttpRequest,
-    answer: impl Future<Output = HttpResponse>,
-) -> HttpResponse {
+pub async fn traced(req: &HttpRequest, answer: impl Future<Output = HttpResponse>) -> HttpResponse {
     let span = tracing::info_span!(
         "http",
         method = %req.method(),
