@@ -1,1 +1,264 @@
-//! x
+//! SQLite and PostgreSQL storage for [doorman](doorman), on sqlx.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use doorman::{Store, TokenHash, TokenStore};
+//! use doorman_sqlx::SqlStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), doorman::StoreError> {
+//! // The backend follows the URL: `sqlite://app.db` (created if missing),
+//! // `sqlite::memory:`, or `postgres://user@host/db`. Migrations run on connect.
+//! let store = SqlStore::connect("sqlite::memory:").await?;
+//! assert_eq!(store.backend_name(), "sqlite");
+//! assert_eq!(store.token(&TokenHash::of("no such token")).await?, None);
+//!
+//! // Hand it to `doorman::AuthorizationServer::builder` as the store.
+//! let store: Arc<dyn Store> = Arc::new(store);
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`SqlStore`] implements every storage trait of the core
+//! ([`doorman::store`]) on either backend:
+//!
+//! - **SQLite** is the embedded default: one file, WAL mode, `synchronous =
+//!   NORMAL`, a busy timeout, and every multi-statement write in a `BEGIN
+//!   IMMEDIATE` transaction, so a burst of concurrent writers — from this
+//!   process or others sharing the file — queues for the write lock
+//!   instead of failing.
+//! - **PostgreSQL** serves many app instances sharing one database. Writes
+//!   that must not interleave (rotating a refresh token, revoking or
+//!   creating a grant) lock the grant's row first, so whichever commits
+//!   first, no token of a revoked grant survives.
+//!
+//! Every compare-and-set of the store contracts is one SQL statement or
+//! one transaction: a code is consumed by `UPDATE … WHERE consumed_at IS
+//! NULL RETURNING …`, so of any number of concurrent redemptions, over any
+//! number of pools and processes, exactly one wins. Codes, tokens and
+//! client secrets are stored only as their SHA-256 hashes (32-byte blobs,
+//! the primary keys), so validating a bearer token is one indexed lookup.
+//!
+//! Expired rows stay until [`Store::purge_expired`](doorman::Store::purge_expired)
+//! removes them; call it periodically (say, every few minutes). The
+//! schema is created and upgraded by embedded, versioned, forward-only
+//! migrations, safe to run from several processes at once. All tables are
+//! named `doorman_*`, so the host can keep its own tables in the same
+//! database ([`SqlStore::sqlite_pool`], [`SqlStore::pg_pool`],
+//! [`SqlStore::from_sqlite_pool`], [`SqlStore::from_pg_pool`]). Queries
+//! are checked at run time, so the crate builds without a database.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backend;
+mod clients;
+mod codes;
+mod grants;
+mod migrate;
+mod options;
+mod rows;
+mod tokens;
+
+use std::fmt;
+use std::str::FromStr as _;
+
+use doorman::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::backend::{Backend, db};
+pub use crate::options::SqlStoreOptions;
+
+/// A [`doorman::Store`] on SQLite or PostgreSQL.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: Backend,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Connects with default [`SqlStoreOptions`] and brings the schema up
+    /// to date.
+    ///
+    /// The scheme picks the backend:
+    ///
+    /// - `sqlite://path/to/file.db` — created if missing unless the URL
+    ///   says otherwise (`?mode=rw` refuses to create, `?mode=rwc` creates);
+    ///   `sqlite::memory:` is a private in-memory database, gone when the
+    ///   store closes (its pool has a single connection);
+    /// - `postgres://…` or `postgresql://…`.
+    ///
+    /// Fails on any other scheme, a malformed URL, an unreachable database,
+    /// or a migration that cannot be applied. Error messages never repeat
+    /// the URL (it may hold a password).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, SqlStoreOptions::new()).await
+    }
+
+    /// [`SqlStore::connect`] with explicit pool options.
+    pub async fn connect_with(url: &str, options: SqlStoreOptions) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, &options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url, &options).await
+        } else {
+            Err(StoreError::message(
+                "doorman-sqlx: unsupported database URL (expected sqlite:… or postgres://… / postgresql://…)",
+            ))
+        }
+    }
+
+    async fn connect_sqlite(url: &str, options: &SqlStoreOptions) -> Result<Self, StoreError> {
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        let mode_given = query.split('&').any(|kv| kv.starts_with("mode="));
+        let in_memory = url.contains(":memory:") || query.split('&').any(|kv| kv == "mode=memory");
+        let mut connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::message(format!("doorman-sqlx: invalid SQLite URL: {e}")))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        if !mode_given {
+            connect = connect.create_if_missing(true);
+        }
+        let mut pool = SqlitePoolOptions::new().acquire_timeout(options.acquire_timeout);
+        pool = if in_memory {
+            // Every connection to `:memory:` would otherwise be its own
+            // database, and the last one closing would drop it.
+            pool.max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            pool.max_connections(
+                options
+                    .max_connections
+                    .unwrap_or(SqlStoreOptions::SQLITE_CONNECTIONS),
+            )
+        };
+        let pool = pool.connect_with(connect).await.map_err(db)?;
+        Self::from_sqlite_pool(pool).await
+    }
+
+    async fn connect_postgres(url: &str, options: &SqlStoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|_| StoreError::message("doorman-sqlx: invalid PostgreSQL URL"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(
+                options
+                    .max_connections
+                    .unwrap_or(SqlStoreOptions::POSTGRES_CONNECTIONS),
+            )
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(db)?;
+        Self::from_pg_pool(pool).await
+    }
+
+    /// A store on the host's own SQLite pool, after bringing the schema up
+    /// to date.
+    ///
+    /// The pool should be in WAL mode with a busy timeout (as
+    /// [`SqlStore::connect`] sets up), or concurrent writers may fail
+    /// with `database is locked`.
+    pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        let store = Self {
+            backend: Backend::Sqlite(pool),
+        };
+        migrate::run(&store.backend).await?;
+        Ok(store)
+    }
+
+    /// A store on the host's own PostgreSQL pool, after bringing the schema
+    /// up to date.
+    pub async fn from_pg_pool(pool: PgPool) -> Result<Self, StoreError> {
+        let store = Self {
+            backend: Backend::Postgres(pool),
+        };
+        migrate::run(&store.backend).await?;
+        Ok(store)
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The SQLite pool, for the host's own tables; `None` on PostgreSQL.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Some(pool),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for the host's own tables; `None` on SQLite.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The schema version of the database, as recorded by the migrations
+    /// (the newest this build knows, [`SqlStore::SCHEMA_VERSION`], after a
+    /// successful connect — or a newer one written by a newer build).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = backend::on_pool!(self.backend, |pool| {
+            sqlx::query_scalar("SELECT MAX(version) FROM doorman_migrations")
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+        });
+        Ok(v.unwrap_or(0))
+    }
+
+    /// The newest schema version this build of doorman-sqlx migrates to.
+    pub const SCHEMA_VERSION: i64 = 1;
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    /// Every clone of the store is closed with it; calls made afterwards
+    /// fail.
+    pub async fn close(&self) {
+        backend::on_pool!(self.backend, |pool| pool.close().await);
+    }
+}
+
+#[async_trait::async_trait]
+impl doorman::Store for SqlStore {
+    /// Deletes codes and tokens with `expires_at <= now`, then grants and
+    /// revoked markers that no token and no code refers to. On PostgreSQL
+    /// rows locked by a transaction in flight are skipped (and taken by the
+    /// next purge), so purging never blocks a request.
+    async fn purge_expired(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<doorman::Purged, StoreError> {
+        tokens::purge(self, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_version_matches_the_migrations() {
+        assert_eq!(SqlStore::SCHEMA_VERSION, migrate::latest());
+    }
+}

@@ -1,0 +1,198 @@
+//! [`GrantStore`]: grants, their revocation, and consents.
+//!
+//! A grant's row is the lock its tokens hang on. Creating a grant inserts
+//! the row; revoking it upserts the row as a revoked marker; rotating one
+//! of its refresh tokens locks the row first (see `tokens.rs`). On
+//! PostgreSQL these therefore wait for each other on that row, and each
+//! deletes or inserts tokens only while holding it; on SQLite every write
+//! transaction holds the database's single write lock. Either way, no
+//! token of a revoked grant survives, whichever commits first.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use doorman::{Consent, GrantId, GrantRecord, GrantStore, Scopes, StoreError, TokenRecord, UserId};
+
+use crate::SqlStore;
+use crate::backend::{db, on_pool, write_tx};
+use crate::rows::{ConsentRow, consent_from_row, scope_text, secs, union_text};
+use crate::tokens::insert_tokens;
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    /// One transaction: `INSERT … ON CONFLICT (id) DO NOTHING` of the
+    /// grant (a live grant or a revoked marker with this id makes it a
+    /// no-op, answered `Ok(false)`), then the tokens. A token hash that is
+    /// stored already fails the call with [`StoreError::Conflict`] and
+    /// writes nothing.
+    async fn create_grant(
+        &self,
+        grant: &GrantRecord,
+        tokens: &[TokenRecord],
+    ) -> Result<bool, StoreError> {
+        if tokens.iter().any(|t| t.grant_id != grant.id) {
+            return Err(StoreError::Conflict(
+                "a token names another grant than the one created",
+            ));
+        }
+        write_tx!(self.backend, |conn, _d| {
+            let created = sqlx::query(
+                "INSERT INTO doorman_grants (id, client_id, user_id, scope, created_at, revoked) \
+                 VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(grant.id.as_str())
+            .bind(&grant.client_id)
+            .bind(grant.user_id.as_ref().map(UserId::as_str))
+            .bind(scope_text(&grant.scope))
+            .bind(secs(grant.created_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if created == 0 {
+                return Ok(false);
+            }
+            insert_tokens!(conn, tokens);
+            Ok(true)
+        })
+    }
+
+    /// One transaction: upsert the grant's row as revoked (taking its lock,
+    /// or waiting for a concurrent creation or rotation to commit), then
+    /// delete its tokens.
+    async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), StoreError> {
+        write_tx!(self.backend, |conn, _d| {
+            sqlx::query(
+                "INSERT INTO doorman_grants (id, revoked) VALUES ($1, TRUE) \
+                 ON CONFLICT (id) DO UPDATE SET revoked = TRUE",
+            )
+            .bind(grant_id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+            sqlx::query("DELETE FROM doorman_tokens WHERE grant_id = $1")
+                .bind(grant_id.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    async fn consent(&self, user: &UserId, client_id: &str) -> Result<Option<Consent>, StoreError> {
+        let row: Option<ConsentRow> = on_pool!(self.backend, |pool| {
+            sqlx::query_as(
+                "SELECT client_id, scope, granted_at, updated_at FROM doorman_consents \
+                 WHERE user_id = $1 AND client_id = $2",
+            )
+            .bind(user.as_str())
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        row.map(|r| consent_from_row(user, r)).transpose()
+    }
+
+    /// Inserts the consent, or else locks it and stores the union of the
+    /// scopes, in one transaction; concurrent approvals add up.
+    async fn add_consent(
+        &self,
+        user: &UserId,
+        client_id: &str,
+        scope: &Scopes,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        write_tx!(self.backend, |conn, d| {
+            // A consent revoked between the two statements sends us round
+            // again; three rounds would take a remarkable coincidence.
+            for _ in 0..3 {
+                let inserted = sqlx::query(
+                    "INSERT INTO doorman_consents (user_id, client_id, scope, granted_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, client_id) DO NOTHING",
+                )
+                .bind(user.as_str())
+                .bind(client_id)
+                .bind(scope_text(scope))
+                .bind(secs(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?
+                .rows_affected();
+                if inserted == 1 {
+                    return Ok(());
+                }
+                let stored: Option<String> = sqlx::query_scalar(d.lock_consent)
+                    .bind(user.as_str())
+                    .bind(client_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                let Some(stored) = stored else { continue };
+                sqlx::query(
+                    "UPDATE doorman_consents SET scope = $3, updated_at = $4 WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user.as_str())
+                .bind(client_id)
+                .bind(union_text(&stored, scope))
+                .bind(secs(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                return Ok(());
+            }
+            Err(StoreError::message(
+                "doorman-sqlx: add_consent kept racing with revoke_consent",
+            ))
+        })
+    }
+
+    async fn list_consents(&self, user: &UserId) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<ConsentRow> = on_pool!(self.backend, |pool| {
+            sqlx::query_as(
+                "SELECT client_id, scope, granted_at, updated_at FROM doorman_consents WHERE user_id = $1 \
+                 ORDER BY granted_at, client_id",
+            )
+            .bind(user.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db)?
+        });
+        rows.into_iter()
+            .map(|r| consent_from_row(user, r))
+            .collect()
+    }
+
+    /// One transaction: the consent, the user's unused codes for the
+    /// client, and every grant of the user to the client — those created
+    /// and those a used code may still create — revoked (left as markers)
+    /// with all their tokens.
+    async fn revoke_consent(&self, user: &UserId, client_id: &str) -> Result<bool, StoreError> {
+        write_tx!(self.backend, |conn, _d| {
+            let mut changed = Vec::with_capacity(5);
+            for sql in [
+                "DELETE FROM doorman_consents WHERE user_id = $1 AND client_id = $2",
+                // Unused codes first: after this, every code left is used,
+                // and its grant is revoked below whether or not it exists yet.
+                "DELETE FROM doorman_codes WHERE user_id = $1 AND client_id = $2 AND consumed_at IS NULL",
+                "UPDATE doorman_grants SET revoked = TRUE WHERE user_id = $1 AND client_id = $2 AND revoked = FALSE",
+                "INSERT INTO doorman_grants (id, revoked) \
+                 SELECT DISTINCT grant_id, TRUE FROM doorman_codes WHERE user_id = $1 AND client_id = $2 \
+                 ON CONFLICT (id) DO UPDATE SET revoked = TRUE",
+                "DELETE FROM doorman_tokens WHERE grant_id IN \
+                 (SELECT id FROM doorman_grants WHERE user_id = $1 AND client_id = $2) \
+                 OR grant_id IN (SELECT grant_id FROM doorman_codes WHERE user_id = $1 AND client_id = $2)",
+            ] {
+                let result = sqlx::query(sql)
+                    .bind(user.as_str())
+                    .bind(client_id)
+                    .execute(&mut *conn)
+                    .await;
+                changed.push(result.map_err(db)?.rows_affected());
+            }
+            // A consent, or a live grant; unused codes are not access yet.
+            let existed =
+                changed.first().is_some_and(|&n| n > 0) || changed.get(2).is_some_and(|&n| n > 0);
+            Ok(existed)
+        })
+    }
+}

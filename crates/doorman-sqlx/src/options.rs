@@ -1,0 +1,68 @@
+//! Pool settings for [`SqlStore::connect_with`](crate::SqlStore::connect_with).
+
+use std::time::Duration;
+
+/// How [`SqlStore::connect_with`](crate::SqlStore::connect_with) sizes and
+/// tunes its pool. The defaults suit a web server.
+///
+/// ```
+/// use std::time::Duration;
+/// use doorman_sqlx::SqlStoreOptions;
+///
+/// let options = SqlStoreOptions::new().max_connections(4).busy_timeout(Duration::from_secs(30));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlStoreOptions {
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) acquire_timeout: Duration,
+}
+
+impl SqlStoreOptions {
+    /// Default pool size on SQLite: readers run in parallel under WAL,
+    /// writers take turns anyway.
+    pub const SQLITE_CONNECTIONS: u32 = 8;
+    /// Default pool size on PostgreSQL, per store (per app instance).
+    pub const POSTGRES_CONNECTIONS: u32 = 32;
+
+    /// The defaults: 8 connections on SQLite (1 for `:memory:`), 32 on
+    /// PostgreSQL; a 10 s SQLite busy timeout; a 30 s wait for a free
+    /// connection.
+    pub fn new() -> Self {
+        Self {
+            max_connections: None,
+            busy_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The most connections the pool opens (ignored for SQLite `:memory:`,
+    /// which needs exactly one).
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// SQLite only: how long a writer waits for another to finish before
+    /// failing with `database is locked`.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long a call waits for a free connection before failing.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+}
+
+impl Default for SqlStoreOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}

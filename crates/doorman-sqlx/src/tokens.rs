@@ -1,0 +1,194 @@
+//! [`TokenStore`]: bearer validation, refresh rotation, and purging.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use doorman::{Purged, Rotation, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
+
+use crate::SqlStore;
+use crate::backend::{db, on_pool, write_tx};
+use crate::rows::{TokenRow, kind_text, secs, token_from_row};
+
+/// Inserts `$tokens` (a `&[TokenRecord]`) on `$conn` inside a write
+/// transaction; a hash that exists fails the transaction with
+/// [`StoreError::Conflict`].
+macro_rules! insert_tokens {
+    ($conn:ident, $tokens:expr) => {
+        for t in $tokens {
+            sqlx::query(
+                "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, issued_at, \
+                 expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&t.hash.0[..])
+            .bind($crate::rows::kind_text(t.kind))
+            .bind(t.grant_id.as_str())
+            .bind(&t.client_id)
+            .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
+            .bind($crate::rows::scope_text(&t.scope))
+            .bind($crate::rows::secs(t.issued_at))
+            .bind(t.expires_at.map($crate::rows::secs))
+            .bind(t.consumed_at.map($crate::rows::secs))
+            .execute(&mut *$conn)
+            .await
+            .map_err($crate::backend::conflict("a token with this hash exists"))?;
+        }
+    };
+}
+
+pub(crate) use insert_tokens;
+
+#[async_trait]
+impl TokenStore for SqlStore {
+    /// One `SELECT … WHERE hash = $1` on the primary key.
+    async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        let row: Option<TokenRow> = on_pool!(self.backend, |pool| {
+            sqlx::query_as(
+                "SELECT kind, grant_id, client_id, user_id, scope, issued_at, expires_at, consumed_at \
+                 FROM doorman_tokens WHERE hash = $1",
+            )
+            .bind(&hash.0[..])
+            .fetch_optional(pool)
+            .await
+            .map_err(db)?
+        });
+        row.map(|r| token_from_row(*hash, r)).transpose()
+    }
+
+    /// One transaction that locks the grant's row before it looks at the
+    /// token again, so concurrent rotations of one token, and a rotation
+    /// racing a revocation, take turns: the first marks the token used, the
+    /// next finds it used and revokes the grant, any later one finds the
+    /// grant revoked (`Missing`).
+    async fn rotate_refresh(
+        &self,
+        old: &TokenHash,
+        now: DateTime<Utc>,
+        access_valid_until: DateTime<Utc>,
+        new_tokens: &[TokenRecord],
+    ) -> Result<Rotation, StoreError> {
+        let key = &old.0[..];
+        write_tx!(self.backend, |conn, d| {
+            let found: Option<(String, String)> =
+                sqlx::query_as("SELECT grant_id, kind FROM doorman_tokens WHERE hash = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db)?;
+            let grant_id = match found {
+                Some((grant_id, kind)) if kind == kind_text(TokenKind::Refresh) => grant_id,
+                _ => return Ok(Rotation::Missing),
+            };
+            let revoked: Option<bool> = sqlx::query_scalar(d.lock_grant)
+                .bind(&grant_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+            if revoked != Some(false) {
+                return Ok(Rotation::Missing);
+            }
+            // Read again under the grant's lock: a rotation or revocation
+            // that committed while we waited is visible now.
+            let consumed: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT consumed_at FROM doorman_tokens WHERE hash = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db)?;
+            match consumed {
+                None => return Ok(Rotation::Missing),
+                Some(Some(_)) => {
+                    // RFC 9700 §4.14.2: a used refresh token came back; the
+                    // whole grant goes.
+                    sqlx::query("UPDATE doorman_grants SET revoked = TRUE WHERE id = $1")
+                        .bind(&grant_id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                    sqlx::query("DELETE FROM doorman_tokens WHERE grant_id = $1")
+                        .bind(&grant_id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                    return Ok(Rotation::Reused);
+                }
+                Some(None) => {}
+            }
+            if new_tokens.iter().any(|t| t.grant_id.as_str() != grant_id) {
+                return Err(StoreError::Conflict(
+                    "a new token names another grant than the rotated one",
+                ));
+            }
+            let marked = sqlx::query("UPDATE doorman_tokens SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL")
+                .bind(key)
+                .bind(secs(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            if marked == 0 {
+                // Purged under us (a purge does not take the grant's lock).
+                return Ok(Rotation::Missing);
+            }
+            if access_valid_until <= now {
+                sqlx::query("DELETE FROM doorman_tokens WHERE grant_id = $1 AND kind = 'access'")
+                    .bind(&grant_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+            } else {
+                sqlx::query(
+                    "UPDATE doorman_tokens SET expires_at = $2 WHERE grant_id = $1 AND kind = 'access' \
+                     AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(&grant_id)
+                .bind(secs(access_valid_until))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            }
+            insert_tokens!(conn, new_tokens);
+            Ok(Rotation::Rotated)
+        })
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let n = on_pool!(self.backend, |pool| {
+            sqlx::query("DELETE FROM doorman_tokens WHERE hash = $1")
+                .bind(&hash.0[..])
+                .execute(pool)
+                .await
+                .map_err(db)?
+                .rows_affected()
+        });
+        Ok(n > 0)
+    }
+}
+
+/// [`Store::purge_expired`](doorman::Store::purge_expired): on SQLite one
+/// write transaction; on PostgreSQL three statements that skip rows other
+/// transactions hold.
+pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged, StoreError> {
+    write_tx!(store.backend, |conn, d| {
+        let codes = sqlx::query(d.purge_codes)
+            .bind(secs(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let tokens = sqlx::query(d.purge_tokens)
+            .bind(secs(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let grants: Vec<bool> = sqlx::query_scalar(d.purge_grants)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        let grants = grants.into_iter().filter(|revoked| !revoked).count() as u64;
+        Ok(Purged {
+            codes,
+            tokens,
+            grants,
+        })
+    })
+}

@@ -1,0 +1,316 @@
+//! Shared by the SQLite and PostgreSQL tests: databases, records, and the
+//! child process of the multi-process redemption test.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use doorman::{
+    Client, CodeRecord, CodeStore, CodeTake, GrantId, GrantRecord, GrantType, Scopes, TokenHash,
+    TokenKind, TokenRecord, UserId,
+};
+use doorman_sqlx::{SqlStore, SqlStoreOptions};
+
+/// A fresh SQLite file under the temp dir; removed (with `-wal`, `-shm`) on drop.
+pub struct TempDb {
+    pub path: PathBuf,
+}
+
+impl TempDb {
+    pub fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "doorman-sqlx-{name}-{}-{}.db",
+            std::process::id(),
+            unique()
+        ));
+        let db = Self { path };
+        db.remove();
+        db
+    }
+
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    /// The database file and its WAL, concatenated.
+    pub fn raw_bytes(&self) -> Vec<u8> {
+        let mut bytes = std::fs::read(&self.path).unwrap_or_default();
+        bytes.extend(std::fs::read(self.sidecar("-wal")).unwrap_or_default());
+        bytes
+    }
+
+    pub fn sidecar(&self, suffix: &str) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(suffix);
+        p.into()
+    }
+
+    fn remove(&self) {
+        for p in [
+            self.path.clone(),
+            self.sidecar("-wal"),
+            self.sidecar("-shm"),
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Random enough to keep names apart across tests, processes and runs.
+pub fn unique() -> String {
+    random_hash().to_hex()[..16].to_owned()
+}
+
+/// `DATABASE_URL`, or `None` after telling the terminal why the test is
+/// skipped (straight to stderr: libtest would swallow `eprintln!`).
+pub fn pg_url(test: &str) -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(url),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "doorman-sqlx: PostgreSQL test `{test}` skipped: DATABASE_URL not set \
+                 (set it to postgres://… to run it; .ci/run does)"
+            );
+            None
+        }
+    }
+}
+
+/// A PostgreSQL store with a pool small enough for many tests at once.
+pub async fn pg_store(url: &str) -> SqlStore {
+    SqlStore::connect_with(url, SqlStoreOptions::new().max_connections(12))
+        .await
+        .expect("connect to PostgreSQL")
+}
+
+/// Now, in whole seconds (what SQL stores keep).
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+}
+
+pub fn scopes(s: &[&str]) -> Scopes {
+    Scopes::from_tokens(s.iter().copied())
+}
+
+pub fn client(secret: Option<TokenHash>) -> Client {
+    Client {
+        client_id: format!("client-{}", unique()),
+        secret_hash: secret,
+        name: "Test App".into(),
+        description: "made by doorman-sqlx tests".into(),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        scope: scopes(&["profile", "balance"]),
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ],
+        trusted: false,
+        released_claims: None,
+        created_at: now(),
+    }
+}
+
+pub fn code(client: &Client, user: &UserId, hash: TokenHash) -> CodeRecord {
+    CodeRecord {
+        hash,
+        grant_id: GrantId::generate(),
+        client_id: client.client_id.clone(),
+        user_id: user.clone(),
+        redirect_uri: "https://app.example/cb".into(),
+        redirect_uri_explicit: true,
+        scope: scopes(&["profile"]),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        issued_at: now(),
+        expires_at: now() + TimeDelta::minutes(10),
+    }
+}
+
+pub fn grant(client: &Client, user: Option<&UserId>) -> GrantRecord {
+    GrantRecord {
+        id: GrantId::generate(),
+        client_id: client.client_id.clone(),
+        user_id: user.cloned(),
+        scope: scopes(&["profile"]),
+        created_at: now(),
+    }
+}
+
+pub fn token(
+    grant: &GrantRecord,
+    kind: TokenKind,
+    hash: TokenHash,
+    expires_in: Option<TimeDelta>,
+) -> TokenRecord {
+    TokenRecord {
+        hash,
+        kind,
+        grant_id: grant.id.clone(),
+        client_id: grant.client_id.clone(),
+        user_id: grant.user_id.clone(),
+        scope: grant.scope.clone(),
+        issued_at: now(),
+        expires_at: expires_in.map(|d| now() + d),
+        consumed_at: None,
+    }
+}
+
+pub fn random_hash() -> TokenHash {
+    doorman::AccessToken::generate().hash()
+}
+
+/// Counts of `take_code` outcomes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Takes {
+    pub taken: usize,
+    pub replayed: usize,
+    pub missing: usize,
+}
+
+impl Takes {
+    pub fn add(&mut self, t: &CodeTake) {
+        match t {
+            CodeTake::Taken(_) => self.taken += 1,
+            CodeTake::Replayed(_) => self.replayed += 1,
+            CodeTake::Missing => self.missing += 1,
+        }
+    }
+
+    fn merge(&mut self, o: Takes) {
+        self.taken += o.taken;
+        self.replayed += o.replayed;
+        self.missing += o.missing;
+    }
+}
+
+/// `racers` concurrent `take_code(hash)` calls, spread round-robin over `stores`.
+pub async fn race_take_code(stores: &[Arc<SqlStore>], hash: TokenHash, racers: usize) -> Takes {
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Arc::new(tokio::sync::Barrier::new(racers));
+    for i in 0..racers {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let start = Arc::clone(&start);
+        tasks.spawn(async move {
+            start.wait().await;
+            store.take_code(&hash, Utc::now()).await
+        });
+    }
+    let mut takes = Takes::default();
+    while let Some(r) = tasks.join_next().await {
+        takes.add(&r.expect("task").expect("take_code"));
+    }
+    takes
+}
+
+// ---------------------------------------------------------------------------
+// Several processes
+
+const CHILD_URL: &str = "DOORMAN_SQLX_CHILD_URL";
+const CHILD_HASH: &str = "DOORMAN_SQLX_CHILD_HASH";
+const CHILD_START: &str = "DOORMAN_SQLX_CHILD_START_MS";
+const CHILD_RACERS: &str = "DOORMAN_SQLX_CHILD_RACERS";
+const CHILD_LINE: &str = "doorman-sqlx-child";
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Runs `processes` copies of this test binary, each racing `racers`
+/// `take_code(hash)` calls against `url` at the same instant; sums their outcomes.
+pub fn race_take_code_in_processes(
+    url: &str,
+    hash: TokenHash,
+    processes: usize,
+    racers: usize,
+) -> Takes {
+    let exe = std::env::current_exe().expect("test binary path");
+    // Far enough ahead for every child to start and connect first.
+    let start = unix_ms() + 1500;
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "common::child_take_code",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_URL, url)
+                .env(CHILD_HASH, hash.to_hex())
+                .env(CHILD_START, start.to_string())
+                .env(CHILD_RACERS, racers.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn child")
+        })
+        .collect();
+    let mut total = Takes::default();
+    for child in children {
+        let out = child.wait_with_output().expect("child output");
+        assert!(out.status.success(), "child failed: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // libtest prints `test … ... ` first, on the same line.
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once(CHILD_LINE))
+            .expect("child reported")
+            .1;
+        let n: Vec<usize> = line
+            .split_whitespace()
+            .take(3)
+            .map(|x| x.parse().expect("count"))
+            .collect();
+        total.merge(Takes {
+            taken: n[0],
+            replayed: n[1],
+            missing: n[2],
+        });
+    }
+    total
+}
+
+/// The child side of [`race_take_code_in_processes`]; does nothing unless
+/// started by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "run as a child process by the multi-process tests"]
+async fn child_take_code() {
+    let (Ok(url), Ok(hash), Ok(start), Ok(racers)) = (
+        std::env::var(CHILD_URL),
+        std::env::var(CHILD_HASH),
+        std::env::var(CHILD_START),
+        std::env::var(CHILD_RACERS),
+    ) else {
+        return;
+    };
+    let hash = TokenHash::from_hex(&hash).expect("hash");
+    let start: u128 = start.parse().expect("start");
+    let racers: usize = racers.parse().expect("racers");
+    let store = Arc::new(
+        SqlStore::connect_with(&url, SqlStoreOptions::new().max_connections(4))
+            .await
+            .expect("child connects"),
+    );
+    let wait = start.saturating_sub(unix_ms());
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+    let takes = race_take_code(&[store], hash, racers).await;
+    println!(
+        "{CHILD_LINE} {} {} {}",
+        takes.taken, takes.replayed, takes.missing
+    );
+}

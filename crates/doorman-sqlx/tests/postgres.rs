@@ -1,0 +1,259 @@
+//! The PostgreSQL backend. Every test needs `DATABASE_URL`
+//! (`postgres://…`); without it each one says so on stderr and passes.
+//! Tests share the database and run at the same time: every id is random.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use doorman::{
+    ClientStore, CodeStore, CodeTake, GrantStore, Rotation, TokenKind, TokenStore, UserId,
+};
+use doorman_sqlx::{SqlStore, SqlStoreOptions};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance() {
+    let Some(url) = pg_url("conformance") else {
+        return;
+    };
+    let store = pg_store(&url).await;
+    assert_eq!(store.backend_name(), "postgres");
+    assert!(store.pg_pool().is_some() && store.sqlite_pool().is_none());
+    doorman::testkit::run_all(Arc::new(store.clone())).await;
+    store.close().await;
+}
+
+/// Two stores with separate pools on one database, as two app instances
+/// behind a load balancer: a code issued through one is redeemed through
+/// the other; of 32 concurrent redemptions split across both, one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_redeem_a_code_once() {
+    let Some(url) = pg_url("two_instances_redeem_a_code_once") else {
+        return;
+    };
+    let a = Arc::new(pg_store(&url).await);
+    let b = Arc::new(pg_store(&url).await);
+    let app = client(None);
+    assert!(a.create_client(&app).await.expect("client"));
+    let user = UserId::new("alice");
+
+    let c = code(&app, &user, random_hash());
+    a.put_code(&c).await.expect("put");
+    assert_eq!(
+        b.take_code(&c.hash, now()).await.expect("take"),
+        CodeTake::Taken(c.clone())
+    );
+    assert_eq!(
+        a.take_code(&c.hash, now()).await.expect("take"),
+        CodeTake::Replayed(c.grant_id.clone())
+    );
+
+    for _ in 0..5 {
+        let c = code(&app, &user, random_hash());
+        a.put_code(&c).await.expect("put");
+        let takes = race_take_code(&[Arc::clone(&a), Arc::clone(&b)], c.hash, 32).await;
+        assert_eq!(
+            takes,
+            Takes {
+                taken: 1,
+                replayed: 31,
+                missing: 0
+            }
+        );
+    }
+    assert!(a.delete_client(&app.client_id).await.expect("cleanup"));
+    a.close().await;
+    b.close().await;
+}
+
+/// Concurrent rotations of one refresh token through two instances:
+/// exactly one rotates, the reuse revokes the grant, nothing survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_rotate_a_refresh_token_once() {
+    let Some(url) = pg_url("two_instances_rotate_a_refresh_token_once") else {
+        return;
+    };
+    let a = Arc::new(pg_store(&url).await);
+    let b = Arc::new(pg_store(&url).await);
+    let app = client(None);
+    assert!(a.create_client(&app).await.expect("client"));
+    let g = grant(&app, Some(&UserId::new("bob")));
+    let r = token(
+        &g,
+        TokenKind::Refresh,
+        random_hash(),
+        Some(TimeDelta::days(1)),
+    );
+    assert!(
+        a.create_grant(&g, std::slice::from_ref(&r))
+            .await
+            .expect("grant")
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut issued = Vec::new();
+    for i in 0..16 {
+        let store = if i % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        let new = vec![
+            token(
+                &g,
+                TokenKind::Access,
+                random_hash(),
+                Some(TimeDelta::hours(1)),
+            ),
+            token(
+                &g,
+                TokenKind::Refresh,
+                random_hash(),
+                Some(TimeDelta::days(1)),
+            ),
+        ];
+        issued.extend(new.clone());
+        let old = r.hash;
+        tasks.spawn(async move { store.rotate_refresh(&old, now(), now(), &new).await });
+    }
+    let (mut rotated, mut reused) = (0, 0);
+    while let Some(res) = tasks.join_next().await {
+        match res.expect("task").expect("rotate") {
+            Rotation::Rotated => rotated += 1,
+            Rotation::Reused => reused += 1,
+            Rotation::Missing => {}
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert!(reused >= 1);
+    for t in issued.iter().chain([&r]) {
+        assert_eq!(b.token(&t.hash).await.expect("token"), None);
+    }
+    assert!(a.delete_client(&app.client_id).await.expect("cleanup"));
+    a.close().await;
+    b.close().await;
+}
+
+/// The same code raced from 4 processes × 8 callers.
+#[tokio::test]
+async fn several_processes_redeem_a_code_once() {
+    let Some(url) = pg_url("several_processes_redeem_a_code_once") else {
+        return;
+    };
+    let store = pg_store(&url).await;
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let c = code(&app, &UserId::new("carol"), random_hash());
+    store.put_code(&c).await.expect("put");
+    let child_url = url.clone();
+    let takes =
+        tokio::task::spawn_blocking(move || race_take_code_in_processes(&child_url, c.hash, 4, 8))
+            .await
+            .expect("children");
+    assert_eq!(
+        takes,
+        Takes {
+            taken: 1,
+            replayed: 31,
+            missing: 0
+        }
+    );
+    assert!(store.delete_client(&app.client_id).await.expect("cleanup"));
+    store.close().await;
+}
+
+/// Tokens outlive the store that wrote them: close it, connect again.
+#[tokio::test]
+async fn tokens_survive_a_reconnect() {
+    let Some(url) = pg_url("tokens_survive_a_reconnect") else {
+        return;
+    };
+    let app = client(None);
+    let g = grant(&app, None);
+    let t = token(&g, TokenKind::Access, random_hash(), None);
+    let stored = {
+        let store = pg_store(&url).await;
+        assert!(store.create_client(&app).await.expect("client"));
+        assert!(
+            store
+                .create_grant(&g, std::slice::from_ref(&t))
+                .await
+                .expect("grant")
+        );
+        let stored = store.token(&t.hash).await.expect("token");
+        store.close().await;
+        stored
+    };
+    assert_eq!(stored.as_ref(), Some(&t));
+    let store = pg_store(&url).await;
+    assert_eq!(store.token(&t.hash).await.expect("token"), stored);
+    assert!(store.delete_client(&app.client_id).await.expect("cleanup"));
+    store.close().await;
+}
+
+/// Instances starting at once on an empty database: one applies the
+/// migrations under the advisory lock, the others wait and find them done.
+/// Runs in a database of its own, created and dropped here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_connects_migrate_once() {
+    let Some(url) = pg_url("concurrent_first_connects_migrate_once") else {
+        return;
+    };
+    let admin = pg_store(&url).await;
+    let pool = admin.pg_pool().expect("pg").clone();
+    let name = format!("doorman_migrate_{}", unique());
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "doorman-sqlx: PostgreSQL test `concurrent_first_connects_migrate_once` skipped: cannot create a database ({e})"
+        );
+        return;
+    }
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    let fresh = match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let fresh = fresh.clone();
+        tasks.spawn(async move {
+            SqlStore::connect_with(&fresh, SqlStoreOptions::new().max_connections(2)).await
+        });
+    }
+    let mut stores = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        stores.push(r.expect("task").expect("every concurrent connect succeeds"));
+    }
+    let check = &stores[0];
+    assert_eq!(
+        check.schema_version().await.expect("version"),
+        SqlStore::SCHEMA_VERSION
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM doorman_migrations")
+        .fetch_one(check.pg_pool().expect("pg"))
+        .await
+        .expect("count");
+    assert_eq!(rows, SqlStore::SCHEMA_VERSION);
+    for s in &stores {
+        s.close().await;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop the test database");
+    admin.close().await;
+}

@@ -1,0 +1,524 @@
+//! The SQLite backend: conformance, files, restarts, concurrency, secrecy.
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::TimeDelta;
+use doorman::{
+    AccessToken, AuthorizationCode, ClientSecret, ClientStore, CodeStore, CodeTake, GrantStore,
+    RefreshToken, Rotation, Store, TokenKind, TokenStore, UserId,
+};
+use doorman_sqlx::{SqlStore, SqlStoreOptions};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_a_file() {
+    let db = TempDb::new("conformance");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    doorman::testkit::run_all(Arc::new(store.clone())).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_in_memory() {
+    let store = SqlStore::connect("sqlite::memory:").await.expect("connect");
+    doorman::testkit::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn file_is_created_in_wal_mode_with_a_busy_timeout() {
+    let db = TempDb::new("pragmas");
+    let store = SqlStore::connect(&db.url())
+        .await
+        .expect("connect creates the file");
+    assert!(db.path.exists());
+    assert_eq!(store.backend_name(), "sqlite");
+    assert!(store.pg_pool().is_none());
+    let pool = store.sqlite_pool().expect("sqlite pool");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+    let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(pool)
+        .await
+        .expect("busy_timeout");
+    assert!(timeout >= 5000, "busy_timeout = {timeout} ms");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(pool)
+        .await
+        .expect("synchronous");
+    assert_eq!(sync, 1, "synchronous = NORMAL");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn mode_rwc_creates_and_mode_rw_refuses_a_missing_file() {
+    let db = TempDb::new("modes");
+    let refused = SqlStore::connect(&format!("{}?mode=rw", db.url())).await;
+    assert!(refused.is_err(), "mode=rw must not create the file");
+    let store = SqlStore::connect(&format!("{}?mode=rwc", db.url()))
+        .await
+        .expect("mode=rwc creates");
+    store.close().await;
+    assert!(db.path.exists());
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_without_echoing_them() {
+    for url in ["mysql://root:hunter2@db/x", "hunter2", "postgres:/hunter2"] {
+        let err = SqlStore::connect(url).await.expect_err(url);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_versioned_and_idempotent() {
+    let db = TempDb::new("migrate");
+    for _ in 0..3 {
+        let store = SqlStore::connect(&db.url()).await.expect("connect");
+        assert_eq!(
+            store.schema_version().await.expect("version"),
+            SqlStore::SCHEMA_VERSION
+        );
+        let pool = store.sqlite_pool().expect("sqlite");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM doorman_migrations")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, SqlStore::SCHEMA_VERSION);
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_connects_migrate_once() {
+    let db = TempDb::new("migrate-race");
+    let url = db.url();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let url = url.clone();
+        tasks.spawn(async move { SqlStore::connect(&url).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let store = r.expect("task").expect("every concurrent connect succeeds");
+        assert_eq!(
+            store.schema_version().await.expect("version"),
+            SqlStore::SCHEMA_VERSION
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let db = TempDb::new("edited");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    let pool = store.sqlite_pool().expect("sqlite");
+    sqlx::query("UPDATE doorman_migrations SET checksum = X'00' WHERE version = 1")
+        .execute(pool)
+        .await
+        .expect("edit");
+    store.close().await;
+    let err = SqlStore::connect(&db.url())
+        .await
+        .expect_err("checksum mismatch");
+    assert!(err.to_string().contains("migration 1"), "{err}");
+}
+
+/// Close the store, reopen the file: every token validates as before, and
+/// codes, clients and consents are as they were.
+#[tokio::test]
+async fn tokens_survive_a_restart() {
+    let db = TempDb::new("restart");
+    let user = UserId::new("alice");
+    let app = client(Some(ClientSecret::generate().hash()));
+    let g = grant(&app, Some(&user));
+    let access = token(
+        &g,
+        TokenKind::Access,
+        random_hash(),
+        Some(TimeDelta::hours(1)),
+    );
+    let refresh = token(
+        &g,
+        TokenKind::Refresh,
+        random_hash(),
+        Some(TimeDelta::days(30)),
+    );
+    let cc = grant(&app, None);
+    let forever = token(&cc, TokenKind::Access, random_hash(), None);
+    let rotated = [
+        token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        ),
+        token(&g, TokenKind::Refresh, random_hash(), None),
+    ];
+    let used_code = code(&app, &user, random_hash());
+    let fresh_code = code(&app, &user, random_hash());
+
+    let before = {
+        let store = SqlStore::connect(&db.url()).await.expect("connect");
+        assert!(store.create_client(&app).await.expect("client"));
+        assert!(
+            store
+                .create_grant(&g, &[access.clone(), refresh.clone()])
+                .await
+                .expect("grant")
+        );
+        assert!(
+            store
+                .create_grant(&cc, std::slice::from_ref(&forever))
+                .await
+                .expect("cc grant")
+        );
+        let t = now();
+        assert_eq!(
+            store
+                .rotate_refresh(&refresh.hash, t, t + TimeDelta::minutes(1), &rotated)
+                .await
+                .expect("rotate"),
+            Rotation::Rotated
+        );
+        store.put_code(&used_code).await.expect("code");
+        store.put_code(&fresh_code).await.expect("code");
+        assert!(matches!(
+            store.take_code(&used_code.hash, t).await.expect("take"),
+            CodeTake::Taken(_)
+        ));
+        store
+            .add_consent(&user, &app.client_id, &scopes(&["profile"]), t)
+            .await
+            .expect("consent");
+        let mut before = Vec::new();
+        for t in [&access, &refresh, &forever, &rotated[0], &rotated[1]] {
+            before.push(store.token(&t.hash).await.expect("token").expect("stored"));
+        }
+        let consent = store.consent(&user, &app.client_id).await.expect("consent");
+        store.close().await;
+        assert!(
+            store.token(&access.hash).await.is_err(),
+            "a closed store answers nothing"
+        );
+        (before, consent)
+    };
+
+    let store = SqlStore::connect(&db.url()).await.expect("reopen");
+    for t in &before.0 {
+        assert_eq!(
+            store.token(&t.hash).await.expect("token").as_ref(),
+            Some(t),
+            "after restart"
+        );
+    }
+    assert!(before.0[1].consumed_at.is_some());
+    assert_eq!(
+        store.client(&app.client_id).await.expect("client"),
+        Some(app.clone())
+    );
+    assert_eq!(
+        store.consent(&user, &app.client_id).await.expect("consent"),
+        before.1
+    );
+    assert_eq!(
+        store.take_code(&used_code.hash, now()).await.expect("take"),
+        CodeTake::Replayed(used_code.grant_id.clone())
+    );
+    assert_eq!(
+        store
+            .take_code(&fresh_code.hash, now())
+            .await
+            .expect("take"),
+        CodeTake::Taken(fresh_code.clone())
+    );
+    // The used refresh token is still remembered as used.
+    assert_eq!(
+        store
+            .rotate_refresh(&refresh.hash, now(), now(), &[])
+            .await
+            .expect("reuse"),
+        Rotation::Reused
+    );
+    assert_eq!(store.token(&rotated[1].hash).await.expect("token"), None);
+    assert_eq!(
+        store.token(&forever.hash).await.expect("token").as_ref(),
+        Some(&before.0[2])
+    );
+    store.close().await;
+}
+
+/// Only hashes reach the file: after issuing a client secret, a code and
+/// tokens (and rotating, redeeming), the raw database and WAL bytes hold
+/// none of the plaintexts in any usual encoding, but do hold their hashes.
+#[tokio::test]
+async fn nothing_secret_is_written_to_the_file() {
+    let db = TempDb::new("secrets");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    let secret = ClientSecret::generate();
+    let code_value = AuthorizationCode::generate();
+    let access = AccessToken::generate();
+    let refresh = RefreshToken::generate();
+    let access2 = AccessToken::generate();
+    let refresh2 = RefreshToken::generate();
+
+    let app = client(Some(secret.hash()));
+    assert!(store.create_client(&app).await.expect("client"));
+    let user = UserId::new("bob");
+    let c = code(&app, &user, code_value.hash());
+    store.put_code(&c).await.expect("put");
+    assert!(matches!(
+        store
+            .take_code(&code_value.hash(), now())
+            .await
+            .expect("take"),
+        CodeTake::Taken(_)
+    ));
+    let mut g = grant(&app, Some(&user));
+    g.id = c.grant_id.clone();
+    let first = [
+        token(
+            &g,
+            TokenKind::Access,
+            access.hash(),
+            Some(TimeDelta::hours(1)),
+        ),
+        token(
+            &g,
+            TokenKind::Refresh,
+            refresh.hash(),
+            Some(TimeDelta::days(30)),
+        ),
+    ];
+    assert!(store.create_grant(&g, &first).await.expect("grant"));
+    let second = [
+        token(
+            &g,
+            TokenKind::Access,
+            access2.hash(),
+            Some(TimeDelta::hours(1)),
+        ),
+        token(
+            &g,
+            TokenKind::Refresh,
+            refresh2.hash(),
+            Some(TimeDelta::days(30)),
+        ),
+    ];
+    assert_eq!(
+        store
+            .rotate_refresh(
+                &refresh.hash(),
+                now(),
+                now() + TimeDelta::minutes(1),
+                &second
+            )
+            .await
+            .expect("rotate"),
+        Rotation::Rotated
+    );
+
+    let plaintexts = [
+        secret.secret().to_owned(),
+        code_value.secret().to_owned(),
+        access.secret().to_owned(),
+        refresh.secret().to_owned(),
+        access2.secret().to_owned(),
+        refresh2.secret().to_owned(),
+    ];
+    let hashes = [
+        secret.hash(),
+        code_value.hash(),
+        access.hash(),
+        refresh.hash(),
+        access2.hash(),
+        refresh2.hash(),
+    ];
+    let check = |when: &str| {
+        let raw = db.raw_bytes();
+        assert!(!raw.is_empty());
+        for (plain, hash) in plaintexts.iter().zip(&hashes) {
+            let random = URL_SAFE_NO_PAD
+                .decode(plain.trim_start_matches("secret_"))
+                .expect("base64url credential");
+            let forms: [Vec<u8>; 6] = [
+                plain.as_bytes().to_vec(),
+                random.clone(),
+                hex(&random).into_bytes(),
+                hex(&random).to_uppercase().into_bytes(),
+                STANDARD.encode(&random).into_bytes(),
+                hash.to_hex().into_bytes(), // stored as bytes, not as text
+            ];
+            for form in &forms {
+                assert!(
+                    !contains(&raw, form),
+                    "{when}: a form of a credential is in the file"
+                );
+            }
+            assert!(
+                contains(&raw, &hash.0),
+                "{when}: the hash of a credential is not in the file"
+            );
+        }
+    };
+    check("open (database + WAL)");
+    store.close().await;
+    check("closed (checkpointed)");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Two stores (two pools, as two processes would have) on one file: a
+/// code put through one is redeemed through the other, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_redeem_a_code_once() {
+    let db = TempDb::new("two-pools");
+    let a = Arc::new(SqlStore::connect(&db.url()).await.expect("a"));
+    let b = Arc::new(SqlStore::connect(&db.url()).await.expect("b"));
+    let app = client(None);
+    assert!(a.create_client(&app).await.expect("client"));
+    let user = UserId::new("carol");
+
+    let c = code(&app, &user, random_hash());
+    a.put_code(&c).await.expect("put");
+    assert_eq!(
+        b.take_code(&c.hash, now()).await.expect("take"),
+        CodeTake::Taken(c.clone())
+    );
+    assert_eq!(
+        a.take_code(&c.hash, now()).await.expect("take"),
+        CodeTake::Replayed(c.grant_id.clone())
+    );
+
+    for _ in 0..5 {
+        let c = code(&app, &user, random_hash());
+        a.put_code(&c).await.expect("put");
+        let takes = race_take_code(&[Arc::clone(&a), Arc::clone(&b)], c.hash, 32).await;
+        assert_eq!(
+            takes,
+            Takes {
+                taken: 1,
+                replayed: 31,
+                missing: 0
+            }
+        );
+    }
+    a.close().await;
+    b.close().await;
+}
+
+/// The same across processes: 4 processes × 8 concurrent redemptions.
+#[tokio::test]
+async fn several_processes_redeem_a_code_once() {
+    let db = TempDb::new("processes");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let c = code(&app, &UserId::new("dave"), random_hash());
+    store.put_code(&c).await.expect("put");
+    let url = db.url();
+    let takes =
+        tokio::task::spawn_blocking(move || race_take_code_in_processes(&url, c.hash, 4, 8))
+            .await
+            .expect("children");
+    assert_eq!(
+        takes,
+        Takes {
+            taken: 1,
+            replayed: 31,
+            missing: 0
+        }
+    );
+    store.close().await;
+}
+
+/// A burst of concurrent writes from two pools queues on the write lock:
+/// nothing fails with `database is locked`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_concurrent_writes_queues_instead_of_failing() {
+    let db = TempDb::new("burst");
+    let opts = || SqlStoreOptions::new().max_connections(16);
+    let a = Arc::new(SqlStore::connect_with(&db.url(), opts()).await.expect("a"));
+    let b = Arc::new(SqlStore::connect_with(&db.url(), opts()).await.expect("b"));
+    let app = client(None);
+    assert!(a.create_client(&app).await.expect("client"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = if i % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        let app = app.clone();
+        tasks.spawn(async move {
+            let user = UserId::new(format!("user-{i}"));
+            let g = grant(&app, Some(&user));
+            let r = token(&g, TokenKind::Refresh, random_hash(), None);
+            let first = [
+                token(
+                    &g,
+                    TokenKind::Access,
+                    random_hash(),
+                    Some(TimeDelta::hours(1)),
+                ),
+                r.clone(),
+            ];
+            assert!(
+                store
+                    .create_grant(&g, &first)
+                    .await
+                    .expect("create_grant under load")
+            );
+            let next = [token(
+                &g,
+                TokenKind::Access,
+                random_hash(),
+                Some(TimeDelta::hours(1)),
+            )];
+            let rotated = store
+                .rotate_refresh(&r.hash, now(), now(), &next)
+                .await
+                .expect("rotate under load");
+            assert_eq!(rotated, Rotation::Rotated);
+            store
+                .add_consent(&user, &app.client_id, &scopes(&["profile"]), now())
+                .await
+                .expect("consent");
+            let c = code(&app, &user, random_hash());
+            store.put_code(&c).await.expect("put_code under load");
+            assert!(matches!(
+                store.take_code(&c.hash, now()).await.expect("take"),
+                CodeTake::Taken(_)
+            ));
+            if i % 3 == 0 {
+                store.revoke_grant(&g.id).await.expect("revoke under load");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("every write succeeds");
+    }
+    let purged = a
+        .purge_expired(now() + TimeDelta::days(1))
+        .await
+        .expect("purge");
+    // Every code; the second access token of each grant not revoked (a
+    // third of them were, with their tokens).
+    assert!(purged.codes >= 200 && purged.tokens >= 133, "{purged:?}");
+    assert!(a.delete_client(&app.client_id).await.expect("delete"));
+    a.close().await;
+    b.close().await;
+}
