@@ -129,11 +129,6 @@ impl Db {
         }
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
-    pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
-    }
-
     /// A setting, inserted with `initial` unless it exists (first writer
     /// wins, so instances sharing the database agree on it).
     pub async fn setting_or_insert(

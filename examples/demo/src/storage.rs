@@ -1,13 +1,11 @@
-//! Opening the database named by `DATABASE_URL`: the OAuth store and the
-//! host's own tables share it.
+//! Opening the database named by `DATABASE_URL`: the OAuth store
+//! (`doorman_sqlx::SqlStore`, tables `doorman_*`) and the host's own
+//! tables (`demo_*`) share it, and its pool.
 
-use std::str::FromStr as _;
 use std::sync::Arc;
-use std::time::Duration;
 
-use doorman::{MemoryStore, Store};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use doorman::Store;
+use doorman_sqlx::SqlStore;
 
 use crate::config::redact_url;
 use crate::db::Db;
@@ -17,45 +15,46 @@ use crate::error::DemoError;
 pub(crate) struct Storage {
     /// The OAuth store.
     pub store: Arc<dyn Store>,
-    /// The host's tables.
+    /// The same store, to close its pool.
+    sql: SqlStore,
+    /// The host's tables, on the store's pool.
     pub db: Db,
     /// What to print: the backend and where it is, without credentials.
     pub description: String,
 }
 
 impl Storage {
-    /// Connects to `url` (`sqlite:…` or `postgres:…` / `postgresql:…`).
+    /// Connects to `url` (`sqlite:…` or `postgres://…` / `postgresql://…`)
+    /// and brings the store's schema up to date.
     pub(crate) async fn open(url: &str) -> Result<Self, DemoError> {
-        let db = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(5));
-            Db::Sqlite(SqlitePoolOptions::new().connect_with(options).await?)
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Db::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(10)
-                    .connect(url)
-                    .await?,
-            )
-        } else {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(DemoError::Config(
                 "DATABASE_URL: expected sqlite://… or postgres://…".into(),
             ));
+        }
+        let sql = SqlStore::connect(url).await?;
+        // One pool for both: SQLite then has one set of writers queueing
+        // for its lock, and `sqlite::memory:` one database.
+        let db = match (sql.sqlite_pool(), sql.pg_pool()) {
+            (Some(pool), _) => Db::Sqlite(pool.clone()),
+            (None, Some(pool)) => Db::Postgres(pool.clone()),
+            (None, None) => return Err(DemoError::Database("the store exposes no pool".into())),
         };
         let description = describe(url);
-        // TODO(doorman-sqlx): use SqlStore over the same pool once it lands.
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         Ok(Self {
-            store,
+            store: Arc::new(sql.clone()),
+            sql,
             db,
             description,
         })
     }
 
-    /// Closes the pools, waiting for connections in use to come back.
+    /// Closes the pool, waiting for connections in use to come back.
     pub(crate) async fn close(&self) {
-        self.db.close().await;
+        self.sql.close().await;
     }
 }
 
