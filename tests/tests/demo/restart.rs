@@ -26,8 +26,4 @@ async fn restart_keeps_tokens(env: &TestEnv) {
     env.exchange(&app, &code, None).await;
 }
 
-adapters!(
-    #[ignore = "demo bug: the OAuth store is a MemoryStore (examples/demo/src/storage.rs, TODO doorman-sqlx), so \
-                after a restart the old access token answers 401 invalid_token"]
-    restart_keeps_tokens
-);
+adapters!(restart_keeps_tokens);
