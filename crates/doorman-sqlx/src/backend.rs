@@ -183,6 +183,20 @@ pub(crate) fn is_transient(e: &StoreError) -> bool {
     }
 }
 
+/// SQLite's `SQLITE_BUSY` (any extended code): the database is locked.
+pub(crate) fn is_busy(e: &StoreError) -> bool {
+    let StoreError::Backend(source) = e else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(d)) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 5),
+        _ => false,
+    }
+}
+
 /// A row that cannot be decoded into a record.
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::message(format!("doorman-sqlx: corrupt {what} row"))

@@ -38,7 +38,9 @@
 //! NULL RETURNING …`, so of any number of concurrent redemptions, over any
 //! number of pools and processes, exactly one wins. Codes, tokens and
 //! client secrets are stored only as their SHA-256 hashes (32-byte blobs,
-//! the primary keys), so validating a bearer token is one indexed lookup.
+//! the primary keys), so validating a bearer token is one indexed lookup
+//! and one round trip (pooled connections are checked when they are
+//! returned, not again when they are handed out).
 //!
 //! Expired rows stay until [`Store::purge_expired`](doorman::Store::purge_expired)
 //! removes them; call it periodically (say, every few minutes). The
@@ -62,6 +64,7 @@ mod tokens;
 
 use std::fmt;
 use std::str::FromStr as _;
+use std::time::{Duration, Instant};
 
 use doorman::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -132,7 +135,9 @@ impl SqlStore {
         if !mode_given {
             connect = connect.create_if_missing(true);
         }
-        let mut pool = SqlitePoolOptions::new().acquire_timeout(options.acquire_timeout);
+        let mut pool = SqlitePoolOptions::new()
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false);
         pool = if in_memory {
             // Every connection to `:memory:` would otherwise be its own
             // database, and the last one closing would drop it.
@@ -147,8 +152,23 @@ impl SqlStore {
                     .unwrap_or(SqlStoreOptions::SQLITE_CONNECTIONS),
             )
         };
-        let pool = pool.connect_with(connect).await.map_err(db)?;
-        Self::from_sqlite_pool(pool).await
+        // Processes creating one new file at the same moment race to switch
+        // it to WAL, and SQLite answers the loser `SQLITE_BUSY` at once (its
+        // busy handler cannot help with that lock upgrade). Once the file is
+        // in WAL mode this never happens again; until then, try again.
+        let deadline = Instant::now() + options.busy_timeout;
+        loop {
+            let opened = match pool.clone().connect_with(connect.clone()).await {
+                Ok(pool) => Self::from_sqlite_pool(pool).await,
+                Err(e) => Err(db(e)),
+            };
+            match opened {
+                Err(e) if backend::is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn connect_postgres(url: &str, options: &SqlStoreOptions) -> Result<Self, StoreError> {
@@ -161,6 +181,7 @@ impl SqlStore {
                     .unwrap_or(SqlStoreOptions::POSTGRES_CONNECTIONS),
             )
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(db)?;

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::TimeDelta;
 use doorman::{
     AccessToken, AuthorizationCode, ClientSecret, ClientStore, CodeStore, CodeTake, GrantStore,
-    RefreshToken, Rotation, Store, TokenKind, TokenStore, UserId,
+    RefreshToken, Rotation, Store, TokenHash, TokenKind, TokenStore, UserId,
 };
 use doorman_sqlx::{SqlStore, SqlStoreOptions};
 
@@ -101,7 +101,8 @@ async fn concurrent_first_connects_migrate_once() {
     let db = TempDb::new("migrate-race");
     let url = db.url();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..6 {
+    // Racing to create the file and switch it to WAL, too.
+    for _ in 0..12 {
         let url = url.clone();
         tasks.spawn(async move { SqlStore::connect(&url).await });
     }
@@ -365,6 +366,53 @@ async fn nothing_secret_is_written_to_the_file() {
             assert!(
                 contains(&raw, &hash.0),
                 "{when}: the hash of a credential is not in the file"
+            );
+        }
+    };
+    check("open (database + WAL)");
+    store.close().await;
+    check("closed (checkpointed)");
+}
+
+/// The same after a full flow through the engine (registration with a
+/// generated secret, one-click authorization with PKCE, code exchange,
+/// refresh, client credentials, revocation — the testkit's flow check):
+/// none of the credentials it issued is in the database file or its WAL,
+/// in plaintext or any usual encoding; the hashes of those still stored are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_secret_is_written_to_the_file_in_a_full_flow() {
+    let db = TempDb::new("flow-secrets");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    // [secret, code, PKCE verifier, access1, refresh1, access2, refresh2, access3 (revoked)]
+    let plaintexts = doorman::testkit::check_no_plaintext_given(Arc::new(store.clone())).await;
+    assert_eq!(plaintexts.len(), 8);
+    let check = |when: &str| {
+        let raw = db.raw_bytes();
+        for plain in &plaintexts {
+            let mut forms = vec![
+                plain.as_bytes().to_vec(),
+                hex(plain.as_bytes()).into_bytes(),
+                STANDARD.encode(plain.as_bytes()).into_bytes(),
+                TokenHash::of(plain).to_hex().into_bytes(),
+            ];
+            if let Ok(random) = URL_SAFE_NO_PAD.decode(plain.trim_start_matches("secret_")) {
+                forms.push(hex(&random).into_bytes());
+                forms.push(STANDARD.encode(&random).into_bytes());
+                forms.push(random);
+            }
+            for form in &forms {
+                assert!(
+                    !contains(&raw, form),
+                    "{when}: a form of an issued credential is in the file"
+                );
+            }
+        }
+        // Stored (as hashes): the client secret, the used code, the used
+        // first refresh token, the second access and refresh tokens.
+        for i in [0, 1, 4, 5, 6] {
+            assert!(
+                contains(&raw, &TokenHash::of(&plaintexts[i]).0),
+                "{when}: credential {i}'s hash is not in the file"
             );
         }
     };
