@@ -1,4 +1,4 @@
-//! SQLite and PostgreSQL storage for [doorman](doorman), on sqlx.
+//! SQLite and PostgreSQL storage for [doorman], on sqlx.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -27,7 +27,9 @@
 //!   NORMAL`, a busy timeout, and every multi-statement write in a `BEGIN
 //!   IMMEDIATE` transaction, so a burst of concurrent writers — from this
 //!   process or others sharing the file — queues for the write lock
-//!   instead of failing.
+//!   instead of failing. Each write is one transaction, so a crash never
+//!   leaves a half-issued grant (after a power loss `NORMAL` may lose the
+//!   last commits, never half of one).
 //! - **PostgreSQL** serves many app instances sharing one database. Writes
 //!   that must not interleave (rotating a refresh token, revoking or
 //!   creating a grant) lock the grant's row first, so whichever commits
