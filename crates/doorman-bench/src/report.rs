@@ -1,0 +1,171 @@
+//! The table the benchmark prints (Markdown, so it pastes into
+//! `BENCHMARKS.md` as it is).
+
+use crate::load::Outcome;
+
+/// Which bare measure a row is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// `GET` answering a constant.
+    Get,
+    /// `POST` parsing a form, answering constant JSON.
+    Post,
+}
+
+impl Baseline {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        }
+    }
+}
+
+/// The measures, with their targets (ratio to the bare server) per store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Bare server `GET`.
+    BareGet,
+    /// Bare server `POST`.
+    BarePost,
+    /// Minting codes through authorize (setup of the exchange; no target).
+    Authorize,
+    /// `GET userinfo` with a valid token.
+    Bearer,
+    /// `authorization_code` with PKCE.
+    Exchange,
+    /// `client_credentials`.
+    ClientCredentials,
+    /// RFC 7662.
+    Introspection,
+    /// authorize → code → token → userinfo, flows/s.
+    Flow,
+}
+
+impl Measure {
+    /// The row's name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BareGet => "bare GET",
+            Self::BarePost => "bare POST (form)",
+            Self::Authorize => "authorize (code mint)",
+            Self::Bearer => "bearer check (userinfo)",
+            Self::Exchange => "code exchange (PKCE)",
+            Self::ClientCredentials => "client_credentials",
+            Self::Introspection => "introspection",
+            Self::Flow => "full flow (flows/s)",
+        }
+    }
+
+    /// What the row is compared with, and the target ratio on `store`.
+    pub fn target(self, store: &str) -> (Option<Baseline>, Option<f64>) {
+        let (base, memory, sqlite) = match self {
+            Self::Bearer => (Baseline::Get, 0.9, 0.6),
+            Self::Exchange => (Baseline::Post, 0.5, 0.2),
+            Self::ClientCredentials => (Baseline::Post, 0.6, 0.25),
+            Self::Introspection => (Baseline::Post, 0.8, 0.5),
+            Self::Authorize | Self::Flow => return (Some(Baseline::Get), None),
+            Self::BareGet | Self::BarePost => return (None, None),
+        };
+        let target = match store {
+            "memory" => Some(memory),
+            "sqlite" => Some(sqlite),
+            _ => None,
+        };
+        (Some(base), target)
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What.
+    pub measure: Measure,
+    /// On which store (`-` for the bare server).
+    pub store: String,
+    /// What the load saw; `None`: not run (see `note`).
+    pub outcome: Option<Outcome>,
+    /// The bare server's rate this row is compared with.
+    pub bare_rate: Option<f64>,
+    /// Anything worth saying.
+    pub note: String,
+}
+
+impl Row {
+    /// Whether the row met its target (`None`: no target or not run).
+    pub fn passed(&self) -> Option<bool> {
+        let (_, target) = self.measure.target(&self.store);
+        let ratio = self.ratio()?;
+        target.map(|t| ratio >= t)
+    }
+
+    /// The ratio to the bare server.
+    pub fn ratio(&self) -> Option<f64> {
+        let o = self.outcome.as_ref().filter(|o| o.valid())?;
+        let bare = self.bare_rate.filter(|b| *b > 0.0)?;
+        Some(o.rate() / bare)
+    }
+
+    /// Whether the measure ran and is invalid.
+    pub fn invalid(&self) -> bool {
+        self.outcome.as_ref().is_some_and(|o| !o.valid())
+    }
+}
+
+/// The table, in Markdown.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| measure | store | req/s | p50 ms | p99 ms | ratio to bare | target | result |\n\
+         |---|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for r in rows {
+        let (base, target) = r.measure.target(&r.store);
+        let target = match (base, target) {
+            (Some(b), Some(t)) => format!("≥ {t:.2}× {}", b.label()),
+            _ => "-".into(),
+        };
+        let (rate, p50, p99, result) = match &r.outcome {
+            None => ("-".into(), "-".into(), "-".into(), r.note.clone()),
+            Some(o) if !o.valid() => (
+                "INVALID".into(),
+                "-".into(),
+                "-".into(),
+                format!(
+                    "{} failed, first: {}",
+                    o.failures,
+                    o.first_failure.as_deref().unwrap_or("no request completed")
+                ),
+            ),
+            Some(o) => {
+                let verdict = match r.passed() {
+                    Some(true) => "PASS",
+                    Some(false) => "MISS",
+                    None => "",
+                };
+                let mut result = verdict.to_owned();
+                if !r.note.is_empty() {
+                    if !result.is_empty() {
+                        result.push_str("; ");
+                    }
+                    result.push_str(&r.note);
+                }
+                (
+                    format!("{:.0}", o.rate()),
+                    format!("{:.2}", o.percentile_ms(0.5)),
+                    format!("{:.2}", o.percentile_ms(0.99)),
+                    result,
+                )
+            }
+        };
+        let ratio = match (r.ratio(), base) {
+            (Some(x), Some(b)) => format!("{x:.2}× {}", b.label()),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {rate} | {p50} | {p99} | {ratio} | {target} | {result} |\n",
+            r.measure.label(),
+            r.store,
+        ));
+    }
+    out
+}

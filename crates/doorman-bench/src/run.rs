@@ -1,0 +1,531 @@
+//! The two runs: the benchmark (every measure on every store, each store's
+//! block preceded by the bare server's two measures) and the purge soak.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::Rng as _;
+
+use crate::child::Server;
+use crate::client::{Conn, Template};
+use crate::flows::{Exchange, Fixed, Flow, Mint, Setup, pkce};
+use crate::load::{self, Outcome, Shape, Work};
+use crate::probe::{self, Rows};
+use crate::report::{self, Measure, Row};
+use crate::{Opts, StoreKind, bare};
+
+/// PostgreSQL reports a backend's counters at the latest 10 s after it
+/// went idle.
+const PG_STATS_DELAY: Duration = Duration::from_secs(11);
+/// Sequential requests per PostgreSQL round-trip probe.
+const PG_PROBE_REQUESTS: usize = 500;
+
+fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A form the size of a code exchange, for the bare `POST`.
+fn bare_form() -> Result<String, String> {
+    let (verifier, code) = pkce();
+    serde_urlencoded::to_string([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", crate::flows::REDIRECT_URI),
+        ("code_verifier", verifier.as_str()),
+    ])
+    .map_err(|e| e.to_string())
+}
+
+fn database_url(o: &Opts, store: &StoreKind, tag: &str) -> String {
+    match store {
+        StoreKind::Memory => "memory:".into(),
+        StoreKind::Sqlite => format!(
+            "sqlite://{}?mode=rwc",
+            o.work_dir.join(format!("{tag}.db")).display()
+        ),
+        StoreKind::Postgres(url) => url.clone(),
+    }
+}
+
+async fn start_demo(
+    o: &Opts,
+    store: &StoreKind,
+    url: &str,
+    dev_token: &str,
+    extra: &[(&str, String)],
+    tag: &str,
+) -> Result<Server, String> {
+    if !o.demo.is_file() {
+        return Err(format!(
+            "{} not found: build it first (cargo build --release -p doorman-demo) or pass --demo",
+            o.demo.display()
+        ));
+    }
+    let mut env = vec![
+        ("DOORMAN_ADDR", "127.0.0.1:0".to_owned()),
+        ("DATABASE_URL", url.to_owned()),
+        ("DOORMAN_DEV_TOKEN", dev_token.to_owned()),
+        ("RUST_LOG", o.demo_log.clone()),
+    ];
+    env.extend(extra.iter().cloned());
+    let log = o.work_dir.join(format!("demo-{tag}.log"));
+    Server::start(&o.demo, &[], &env, &log)
+        .await
+        .map_err(|e| match store {
+            StoreKind::Memory => format!("memory store: demo has no memory mode yet ({e})"),
+            _ => e,
+        })
+}
+
+fn progress(row: &Row) {
+    let line = report::table(std::slice::from_ref(row));
+    if let Some(last) = line.lines().last() {
+        eprintln!("{last}");
+    }
+}
+
+/// One measure, as a row (printed to stderr as it completes).
+async fn measure<W: Work>(
+    addr: SocketAddr,
+    shape: Shape,
+    m: Measure,
+    store: &str,
+    bare_rate: Option<f64>,
+    work: W,
+) -> Row {
+    let outcome = load::run(addr, shape, Arc::new(work)).await;
+    let note = if outcome.exhausted {
+        format!("codes ran out after {:.1} s", outcome.window.as_secs_f64())
+    } else {
+        String::new()
+    };
+    let row = Row {
+        measure: m,
+        store: store.to_owned(),
+        outcome: Some(outcome),
+        bare_rate,
+        note,
+    };
+    progress(&row);
+    row
+}
+
+fn rate_of(o: Option<&Outcome>) -> Option<f64> {
+    o.filter(|o| o.valid()).map(Outcome::rate)
+}
+
+/// The whole benchmark; answers whether every measure was valid.
+pub async fn bench(o: &Opts) -> Result<bool, String> {
+    println!("# doorman-bench, {}", now_utc());
+    println!();
+    println!("- machine: {}", probe::machine());
+    println!(
+        "- load: {} connections over {} client threads, closed loop, HTTP/1.1 keep-alive on loopback; \
+         {} s warm-up + {} s measured per measure",
+        o.connections,
+        o.threads,
+        o.warmup.as_secs(),
+        o.duration.as_secs()
+    );
+    println!("- demo: {} (RUST_LOG={})", o.demo.display(), o.demo_log);
+    println!("- load average at start: {}", probe::loadavg());
+    println!();
+    let shape = Shape {
+        connections: o.connections,
+        warmup: o.warmup,
+        duration: o.duration,
+    };
+    let bare = Server::start(&o.me, &["bare"], &[], &o.work_dir.join("bare.log")).await?;
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for store in &o.stores {
+        let name = store.name();
+        // The demo first (idle meanwhile): a store it cannot run on gets
+        // no bare rows either.
+        let dev_token = random_token();
+        let url = database_url(o, store, &format!("bench-{name}"));
+        let demo = match start_demo(o, store, &url, &dev_token, &[], name).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                notes.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let bare_label = format!("({name} block)");
+        let get = measure(
+            bare.addr,
+            shape,
+            Measure::BareGet,
+            &bare_label,
+            None,
+            Fixed(Template::get(bare::PATH)?),
+        )
+        .await;
+        let post = measure(
+            bare.addr,
+            shape,
+            Measure::BarePost,
+            &bare_label,
+            None,
+            Fixed(Template::post_form(bare::PATH, bare_form()?)?),
+        )
+        .await;
+        let bare_get = rate_of(get.outcome.as_ref());
+        let bare_post = rate_of(post.outcome.as_ref());
+        rows.push(get);
+        rows.push(post);
+        let block = store_block(o, store, &demo, &dev_token, shape, (bare_get, bare_post)).await;
+        demo.stop().await;
+        match block {
+            Ok((mut r, mut n)) => {
+                rows.append(&mut r);
+                notes.append(&mut n);
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                notes.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    bare.stop().await;
+    println!("{}", report::table(&rows));
+    for n in &notes {
+        println!("- {n}");
+    }
+    println!("- load average at end: {}", probe::loadavg());
+    println!("- logs and databases: {}", o.work_dir.display());
+    Ok(!rows.iter().any(Row::invalid))
+}
+
+/// Every measure on one running demo: the rows, and notes for below the table.
+async fn store_block(
+    o: &Opts,
+    store: &StoreKind,
+    demo: &Server,
+    dev_token: &str,
+    shape: Shape,
+    (bare_get, bare_post): (Option<f64>, Option<f64>),
+) -> Result<(Vec<Row>, Vec<String>), String> {
+    let name = store.name();
+    let mut notes = Vec::new();
+    let addr = demo.addr;
+    let mut conn = Conn::new(addr)?;
+    let setup = Setup::new(&mut conn, dev_token).await?;
+    let token = setup.user_token(&mut conn).await?;
+    let mut rows = Vec::new();
+
+    let wants = |m: &str| o.measures.iter().any(|x| x == m);
+    if wants("bearer") {
+        rows.push(
+            measure(
+                addr,
+                shape,
+                Measure::Bearer,
+                name,
+                bare_get,
+                Fixed(Setup::userinfo(&token)?),
+            )
+            .await,
+        );
+    }
+    if wants("introspection") {
+        rows.push(
+            measure(
+                addr,
+                shape,
+                Measure::Introspection,
+                name,
+                bare_post,
+                Fixed(setup.introspect(&token)?),
+            )
+            .await,
+        );
+    }
+    let mut cc_rate = None;
+    if wants("client_credentials") {
+        let cc = measure(
+            addr,
+            shape,
+            Measure::ClientCredentials,
+            name,
+            bare_post,
+            Fixed(setup.client_credentials()?),
+        )
+        .await;
+        cc_rate = rate_of(cc.outcome.as_ref());
+        rows.push(cc);
+    }
+    if wants("exchange") {
+        // Enough codes for the exchange's warm-up and window at a little over
+        // the client-credentials rate (the two do similar store work).
+        let budget = (shape.warmup + shape.duration).as_secs_f64();
+        let wanted = cc_rate.unwrap_or(1000.0) * 1.4 * budget;
+        let n = (wanted.ceil() as usize).clamp(1000, o.max_codes);
+
+        let rss_before = demo.rss_kib();
+        let mint = Arc::new(Mint::new(setup.clone(), n));
+        let minted = load::run(
+            addr,
+            Shape {
+                connections: shape.connections,
+                warmup: Duration::ZERO,
+                duration: Duration::from_secs(600),
+            },
+            mint.clone(),
+        )
+        .await;
+        let rss_after = demo.rss_kib();
+        let mint_ok = minted.valid();
+        let mint_row = Row {
+            measure: Measure::Authorize,
+            store: name.to_owned(),
+            outcome: Some(minted),
+            bare_rate: bare_get,
+            note: format!("{n} codes"),
+        };
+        progress(&mint_row);
+        rows.push(mint_row);
+        if let (Some(a), Some(b)) = (rss_before, rss_after) {
+            let per_code = (b.saturating_sub(a) * 1024) as f64 / n as f64;
+            notes.push(format!(
+            "{name}: demo RSS {:.1} MiB → {:.1} MiB with {n} outstanding codes: {per_code:.0} bytes per code{}",
+            a as f64 / 1024.0,
+            b as f64 / 1024.0,
+            if *store == StoreKind::Memory {
+                " (target ≤ 512)"
+            } else {
+                " (process memory; the codes are in the database)"
+            }
+        ));
+        }
+        let codes = Arc::try_unwrap(mint)
+            .map_err(|_| "minting still running".to_owned())?
+            .into_codes();
+        if mint_ok {
+            rows.push(
+                measure(
+                    addr,
+                    shape,
+                    Measure::Exchange,
+                    name,
+                    bare_post,
+                    Exchange::new(setup.clone(), codes),
+                )
+                .await,
+            );
+        } else {
+            notes.push(format!(
+                "{name}: code exchange not measured: minting failed"
+            ));
+        }
+    }
+    if wants("flow") {
+        rows.push(
+            measure(
+                addr,
+                shape,
+                Measure::Flow,
+                name,
+                bare_get,
+                Flow(setup.clone()),
+            )
+            .await,
+        );
+    }
+    if let StoreKind::Postgres(url) = store {
+        match pg_probe(url, addr, &setup, &token).await {
+            Ok(line) => notes.push(line),
+            Err(e) => notes.push(format!("postgres round-trip probe failed: {e}")),
+        }
+    }
+    Ok((rows, notes))
+}
+
+/// Counts PostgreSQL transactions per request for each measure, over
+/// sequential requests on one connection.
+async fn pg_probe(
+    url: &str,
+    addr: SocketAddr,
+    setup: &Setup,
+    token: &str,
+) -> Result<String, String> {
+    let mut conn = Conn::new(addr)?;
+    let mut codes = Vec::with_capacity(PG_PROBE_REQUESTS);
+    for _ in 0..PG_PROBE_REQUESTS {
+        let (verifier, challenge) = pkce();
+        codes.push((setup.code(&mut conn, &challenge).await?, verifier));
+    }
+    let templates = [
+        ("bearer check (userinfo)", Setup::userinfo(token)?),
+        ("client_credentials", setup.client_credentials()?),
+        ("introspection", setup.introspect(token)?),
+    ];
+    let mut parts = Vec::new();
+    tokio::time::sleep(PG_STATS_DELAY).await;
+    let mut before = probe::pg_xacts(url).await?;
+    for (label, t) in &templates {
+        for _ in 0..PG_PROBE_REQUESTS {
+            let r = conn.send(t).await?;
+            if !r.status.is_success() {
+                return Err(format!("{label}: {}", r.describe()));
+            }
+        }
+        tokio::time::sleep(PG_STATS_DELAY).await;
+        let after = probe::pg_xacts(url).await?;
+        parts.push(format!(
+            "{label} {:.2}",
+            (after - before) as f64 / PG_PROBE_REQUESTS as f64
+        ));
+        before = after;
+    }
+    for (code, verifier) in &codes {
+        setup.access_token(&mut conn, code, verifier).await?;
+    }
+    tokio::time::sleep(PG_STATS_DELAY).await;
+    let after = probe::pg_xacts(url).await?;
+    parts.push(format!(
+        "code exchange {:.2}",
+        (after - before) as f64 / PG_PROBE_REQUESTS as f64
+    ));
+    Ok(format!(
+        "postgres: database transactions per request (pg_stat_database, {PG_PROBE_REQUESTS} sequential requests each; \
+         a statement outside a transaction counts as one): {}",
+        parts.join(", ")
+    ))
+}
+
+async fn rows_of(store: &StoreKind, url: &str) -> Option<Rows> {
+    match store {
+        StoreKind::Memory => None,
+        StoreKind::Sqlite => {
+            let path = url.trim_start_matches("sqlite://");
+            let path = path.split('?').next().unwrap_or(path);
+            probe::sqlite_rows(path).await.ok()
+        }
+        StoreKind::Postgres(u) => probe::pg_rows(u).await.ok(),
+    }
+}
+
+/// The purge soak: short lifetimes, whole flows for `soak_secs`, then
+/// idle past a purge; RSS and row counts along the way. Answers whether
+/// the load stayed valid and the tables and memory came back down.
+pub async fn soak(o: &Opts) -> Result<bool, String> {
+    let store = &o.soak_store;
+    let name = store.name();
+    let url = database_url(o, store, &format!("soak-{name}"));
+    let dev_token = random_token();
+    let ttl = o.ttl.to_string();
+    let extra = [
+        ("DOORMAN_CODE_TTL_SECS", ttl.clone()),
+        ("DOORMAN_ACCESS_TTL_SECS", ttl.clone()),
+        ("DOORMAN_REFRESH_TTL_SECS", ttl),
+    ];
+    println!(
+        "# doorman-bench soak, {}: {name} store, lifetimes {} s, {} connections of whole flows for {} s, then idle past a purge",
+        now_utc(),
+        o.ttl,
+        o.connections,
+        o.soak_secs
+    );
+    println!("- machine: {}", probe::machine());
+    let demo = start_demo(o, store, &url, &dev_token, &extra, &format!("soak-{name}")).await?;
+    let addr = demo.addr;
+    let mut conn = Conn::new(addr)?;
+    let setup = Setup::new(&mut conn, &dev_token).await?;
+    let started = Instant::now();
+    let mut lines = vec![
+        "| t (s) | phase | flows so far | flows/s | demo RSS MiB | codes | tokens | grants |"
+            .to_owned(),
+        "|---:|---|---:|---:|---:|---:|---:|---:|".to_owned(),
+    ];
+    let mut sample = async |phase: &str, flows: u64, rate: f64| {
+        let rows = rows_of(store, &url).await;
+        let rss = demo.rss_kib().map_or(0.0, |k| k as f64 / 1024.0);
+        let cell = |f: fn(&Rows) -> i64| rows.map_or("-".to_owned(), |r| f(&r).to_string());
+        let line = format!(
+            "| {:.0} | {phase} | {flows} | {rate:.0} | {rss:.1} | {} | {} | {} |",
+            started.elapsed().as_secs_f64(),
+            cell(|r| r.codes),
+            cell(|r| r.tokens),
+            cell(|r| r.grants),
+        );
+        eprintln!("{line}");
+        lines.push(line);
+        (rss, rows)
+    };
+    sample("start", 0, 0.0).await;
+    let chunk = Duration::from_secs(15);
+    let mut flows = 0;
+    let mut valid = true;
+    let mut peak_rows = 0;
+    let mut rss_at = Vec::new();
+    while started.elapsed() < Duration::from_secs(o.soak_secs) {
+        let out = load::run(
+            addr,
+            Shape {
+                connections: o.connections,
+                warmup: Duration::ZERO,
+                duration: chunk,
+            },
+            Arc::new(Flow(setup.clone())),
+        )
+        .await;
+        if !out.valid() {
+            valid = false;
+            eprintln!(
+                "soak: load failed: {}",
+                out.first_failure.as_deref().unwrap_or("nothing completed")
+            );
+            break;
+        }
+        flows += out.count;
+        let (rss, rows) = sample("load", flows, out.rate()).await;
+        rss_at.push(rss);
+        peak_rows = peak_rows.max(rows.map_or(0, |r| r.codes + r.tokens + r.grants));
+    }
+    // Everything expires after the TTL; the demo purges every 60 s.
+    tokio::time::sleep(Duration::from_secs(o.ttl + 62)).await;
+    let (rss_idle, rows_idle) = sample("idle, after a purge", flows, 0.0).await;
+    demo.stop().await;
+    println!();
+    for l in &lines {
+        println!("{l}");
+    }
+    println!();
+    let idle_rows = rows_idle.map(|r| r.codes + r.tokens + r.grants);
+    if let Some(idle) = idle_rows {
+        println!("- rows: peak {peak_rows} under load, {idle} after the purge");
+    }
+    if let (Some(first), Some(last)) = (rss_at.first(), rss_at.last()) {
+        println!(
+            "- RSS: {first:.1} MiB after the first {} s of load, {last:.1} MiB at the end, {rss_idle:.1} MiB idle",
+            chunk.as_secs()
+        );
+    }
+    let rows_ok = idle_rows.is_none_or(|idle| idle * 10 <= peak_rows.max(10));
+    println!(
+        "- verdict: {}",
+        if valid && rows_ok {
+            "load valid, expired rows purged"
+        } else {
+            "FAILED (see above)"
+        }
+    );
+    Ok(valid && rows_ok)
+}
