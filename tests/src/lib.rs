@@ -11,9 +11,9 @@
 //!
 //! A scenario is an `async fn scenario(env: &TestEnv)`; [`adapters!`] turns
 //! a list of them into one `#[tokio::test]` per scenario and adapter, in a
-//! module named after the adapter (`axum::scenario`, `actix::scenario`).
-//! **To run everything against actix-web as well, uncomment the one
-//! `actix` line in [`adapters!`].**
+//! module named after the adapter (`axum::scenario`, `actix::scenario`):
+//! every scenario runs against both adapters, and a scenario that only
+//! runs on one is a defect.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
@@ -35,15 +35,14 @@ use serde_json::Value;
 /// adapters!(discovery, #[ignore = "demo bug: …"] broken);
 /// ```
 ///
-/// expands to `mod axum { #[tokio::test] async fn discovery() … }` (and the
-/// same `mod actix` once enabled). Each test starts its own demo on its own
+/// expands to `mod axum { #[tokio::test] async fn discovery() … }` and the
+/// same `mod actix { … }`. Each test starts its own demo on its own
 /// temporary database and stops it afterwards.
 #[macro_export]
 macro_rules! adapters {
     ($($(#[$meta:meta])* $name:ident),* $(,)?) => {
         $crate::adapter_tests!(axum, Axum; $($(#[$meta])* $name),*);
-        // To run every scenario against actix-web too, uncomment this line:
-        // $crate::adapter_tests!(actix, Actix; $($(#[$meta])* $name),*);
+        $crate::adapter_tests!(actix, Actix; $($(#[$meta])* $name),*);
     };
 }
 
@@ -188,7 +187,31 @@ impl TestEnv {
 
     /// Starts the demo with `adapter` on `db`.
     pub async fn start_with(adapter: Adapter, db: Database) -> Self {
-        let config = DemoConfig::for_tests(db.url(), same_adapter(&adapter));
+        Self::start_configured(adapter, db, None, None).await
+    }
+
+    /// Starts the demo with `adapter` on a fresh temporary SQLite database,
+    /// with a fixed issuer and developer token, so that two demos (one per
+    /// adapter) give the same answers to the same requests.
+    pub async fn start_as(adapter: Adapter, issuer: &str, dev_token: &str) -> Self {
+        Self::start_configured(
+            adapter,
+            Database::temp_sqlite(),
+            Some(issuer.to_owned()),
+            Some(dev_token.to_owned()),
+        )
+        .await
+    }
+
+    async fn start_configured(
+        adapter: Adapter,
+        db: Database,
+        issuer: Option<String>,
+        dev_token: Option<String>,
+    ) -> Self {
+        let mut config = DemoConfig::for_tests(db.url(), same_adapter(&adapter));
+        config.issuer = issuer;
+        config.dev_token = dev_token;
         let running = match doorman_demo::start(config).await {
             Ok(r) => r,
             Err(e) => panic!(

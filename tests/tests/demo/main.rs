@@ -1,10 +1,10 @@
 //! Black-box tests of `doorman-demo` over real HTTP (spec/demo-provider.md).
 //!
 //! Each module lists its scenarios in `adapters!(…)`, which makes one test
-//! per scenario and adapter (`login::axum::login_redirect`, …); every test
-//! starts its own demo on its own temporary SQLite file. To run everything
-//! against actix-web too, uncomment the `actix` line in
-//! `doorman_tests::adapters!` (tests/src/lib.rs).
+//! per scenario and adapter (`login::axum::login_redirect`,
+//! `login::actix::login_redirect`, …); every test starts its own demo on its
+//! own temporary SQLite file. `parity` sends the same requests to both
+//! adapters at once and compares the answers byte for byte.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +12,7 @@ mod account;
 mod authorize;
 mod discovery;
 mod login;
+mod parity;
 mod postgres;
 mod registration;
 mod resource;
