@@ -101,7 +101,9 @@ pub use host::{
 pub use model::*;
 pub use scope::{AnyScope, RequiredScope, ScopeInfo, Scopes};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, RefreshToken, TokenHash};
-pub use store::{ClientStore, CodeStore, GrantStore, MemoryStore, Store, TokenStore};
+pub use store::{
+    ClientStore, CodeIssuer, CodeStore, GrantStore, MemoryStore, Redemption, Store, TokenStore,
+};
 pub mod server;
 pub mod wire;
 

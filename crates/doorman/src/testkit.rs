@@ -40,6 +40,7 @@ use std::task::Poll;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::error::OAuthError;
 use crate::error::StoreError;
 use crate::model::{
     Client, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, GrantType, Rotation, TokenKind,
@@ -47,7 +48,7 @@ use crate::model::{
 };
 use crate::scope::Scopes;
 use crate::secret::{TokenHash, random_bytes, random_token};
-use crate::store::Store;
+use crate::store::{Redemption, Store};
 
 mod flow;
 
@@ -65,6 +66,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     check_clients(store).await;
     check_delete_client_cascade(store).await;
     check_code_single_use(store).await;
+    check_redeem_code(store).await;
     check_grant_creation(store).await;
     check_rotation(store).await;
     check_concurrent_rotation(store).await;
@@ -338,6 +340,181 @@ pub async fn check_code_single_use(store: &dyn Store) {
         "take_code of it again",
         ok(R, store.take_code(&plain.hash, late).await),
         CodeTake::Replayed(plain.grant_id.clone()),
+    );
+    cleanup(store, R, &[&client]).await;
+}
+
+/// `redeem_code` (the code exchange in one step): of 32 concurrent
+/// redemptions of one code exactly one is `Issued`, its issuer was called
+/// exactly once with the stored record, and exactly its tokens are stored;
+/// the others are `Replayed` with the code's grant id. An issuer's refusal
+/// comes back as `Refused`, stores nothing and still consumes the code. A
+/// code whose grant id was revoked first is `Revoked`, storing nothing. An
+/// unknown hash is `Missing` without calling the issuer.
+pub async fn check_redeem_code(store: &dyn Store) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const R: &str = "redeem code";
+    let base = base_time();
+    let client = fresh_client(store, R, base).await;
+    let user = random_user();
+    let grant_of = |code: &CodeRecord| GrantRecord {
+        id: code.grant_id.clone(),
+        client_id: code.client_id.clone(),
+        user_id: Some(code.user_id.clone()),
+        scope: code.scope.clone(),
+        created_at: base,
+    };
+
+    // The race.
+    let code = code_record(&client, &user, base);
+    ok(R, store.put_code(&code).await);
+    let calls = AtomicUsize::new(0);
+    let per_racer: Vec<Vec<TokenRecord>> = (0..RACERS)
+        .map(|_| grant_tokens(&grant_of(&code), base))
+        .collect();
+    let issuers: Vec<_> = per_racer
+        .iter()
+        .map(|tokens| {
+            let calls = &calls;
+            let code = &code;
+            let grant_of = &grant_of;
+            move |rec: &CodeRecord| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if rec != code {
+                    return Err(OAuthError::invalid_grant("testkit: unexpected record"));
+                }
+                Ok((grant_of(rec), tokens.clone()))
+            }
+        })
+        .collect();
+    let results = join_all(
+        issuers
+            .iter()
+            .map(|issue| store.redeem_code(&code.hash, base, issue))
+            .collect(),
+    )
+    .await;
+    let mut winners = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match ok(R, r) {
+            Redemption::Issued => winners.push(i),
+            Redemption::Replayed(g) => {
+                ensure_eq(R, "grant id of a replayed code", g, code.grant_id.clone())
+            }
+            other => fail(R, &format!("a racing redeem_code answered {other:?}")),
+        }
+    }
+    ensure_eq(
+        R,
+        "how many of 32 concurrent redeem_code calls got Issued",
+        winners.len(),
+        1,
+    );
+    ensure_eq(
+        R,
+        "how many times the issuer was called",
+        calls.load(Ordering::SeqCst),
+        1,
+    );
+    for (i, tokens) in per_racer.iter().enumerate() {
+        for t in tokens {
+            let want = (winners.first() == Some(&i)).then(|| t.clone());
+            ensure_eq(
+                R,
+                "token() of a racer's token",
+                ok(R, store.token(&t.hash).await),
+                want,
+            );
+        }
+    }
+
+    // A refusal consumes the code and stores nothing.
+    let refused = code_record(&client, &user, base);
+    ok(R, store.put_code(&refused).await);
+    let tokens = grant_tokens(&grant_of(&refused), base);
+    let answer = ok(
+        R,
+        store
+            .redeem_code(&refused.hash, base, &|_| {
+                Err(OAuthError::invalid_grant("testkit: refused"))
+            })
+            .await,
+    );
+    ensure(
+        R,
+        matches!(&answer, Redemption::Refused(e) if e.description == "testkit: refused"),
+        &format!("an issuer's refusal came back as {answer:?}"),
+    );
+    let called = AtomicUsize::new(0);
+    let again = ok(
+        R,
+        store
+            .redeem_code(&refused.hash, base, &|rec| {
+                called.fetch_add(1, Ordering::SeqCst);
+                Ok((grant_of(rec), tokens.clone()))
+            })
+            .await,
+    );
+    ensure(
+        R,
+        matches!(&again, Redemption::Replayed(g) if *g == refused.grant_id),
+        &format!("redeem_code of a refused (consumed) code answered {again:?}"),
+    );
+    ensure_eq(
+        R,
+        "issuer calls for a consumed code",
+        called.load(Ordering::SeqCst),
+        0,
+    );
+    for t in &tokens {
+        ensure_eq(
+            R,
+            "a token after a refusal",
+            ok(R, store.token(&t.hash).await),
+            None,
+        );
+    }
+
+    // A grant id revoked first (a concurrent replay) stores nothing.
+    let unborn = code_record(&client, &user, base);
+    ok(R, store.put_code(&unborn).await);
+    ok(R, store.revoke_grant(&unborn.grant_id).await);
+    let tokens = grant_tokens(&grant_of(&unborn), base);
+    let answer = ok(
+        R,
+        store
+            .redeem_code(&unborn.hash, base, &|rec| {
+                Ok((grant_of(rec), tokens.clone()))
+            })
+            .await,
+    );
+    ensure(
+        R,
+        matches!(answer, Redemption::Revoked),
+        &format!("redeem_code of a code whose grant was revoked answered {answer:?}"),
+    );
+    for t in &tokens {
+        ensure_eq(
+            R,
+            "a token of a revoked grant id",
+            ok(R, store.token(&t.hash).await),
+            None,
+        );
+    }
+
+    // Unknown.
+    let answer = ok(
+        R,
+        store
+            .redeem_code(&random_hash(), base, &|_| {
+                fail(R, "the issuer was called for an unknown code")
+            })
+            .await,
+    );
+    ensure(
+        R,
+        matches!(answer, Redemption::Missing),
+        &format!("redeem_code of an unknown hash answered {answer:?}"),
     );
     cleanup(store, R, &[&client]).await;
 }

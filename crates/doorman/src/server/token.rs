@@ -11,10 +11,11 @@ use sha2::{Digest, Sha256};
 use super::AuthorizationServer;
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{
-    Client, CodeTake, GrantId, GrantRecord, GrantType, Rotation, TokenKind, TokenRecord, UserId,
+    Client, CodeRecord, GrantId, GrantRecord, GrantType, Rotation, TokenKind, TokenRecord, UserId,
 };
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken, ct_eq_bytes};
+use crate::store::Redemption;
 use crate::wire::{IssuedTokens, Params, method_not_allowed};
 
 impl AuthorizationServer {
@@ -65,62 +66,52 @@ impl AuthorizationServer {
         require_grant(client, GrantType::AuthorizationCode)?;
         let code = params.require("code")?;
         let now = self.inner.clock.now();
-        let record = match self
-            .inner
-            .store
-            .take_code(&crate::TokenHash::of(code), now)
-            .await?
-        {
-            CodeTake::Taken(r) => r,
-            CodeTake::Replayed(grant) => {
-                // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-                self.inner.store.revoke_grant(&grant).await?;
-                return Err(OAuthError::invalid_grant(
-                    "the authorization code was already used",
-                ));
-            }
-            CodeTake::Missing => {
-                return Err(OAuthError::invalid_grant(
-                    "the authorization code is invalid",
-                ));
-            }
-        };
-        let invalid = || {
-            OAuthError::invalid_grant(
-                "the authorization code is invalid, expired or bound elsewhere",
-            )
-        };
-        if record.client_id != client.client_id || record.expires_at <= now {
-            return Err(invalid());
-        }
-        match params.get("redirect_uri") {
-            Some(r) if r != record.redirect_uri => {
-                return Err(OAuthError::invalid_grant(
-                    "redirect_uri does not match the authorization request",
-                ));
-            }
-            None if record.redirect_uri_explicit => {
-                return Err(OAuthError::invalid_grant(
-                    "redirect_uri is required: it was in the authorization request",
-                ));
-            }
-            _ => {}
-        }
-        verify_pkce(
-            record.code_challenge.as_deref(),
-            params.get("code_verifier"),
-        )?;
+        let redirect_uri = params.get("redirect_uri");
+        let verifier = params.get("code_verifier");
         let refresh =
             self.config().issue_refresh_tokens && client.allows_grant(GrantType::RefreshToken);
-        self.issue_grant(
-            client,
-            record.grant_id,
-            Some(record.user_id),
-            record.scope,
-            refresh,
-            now,
-        )
-        .await
+        // The plaintext of what `issue` minted, for the response.
+        let minted = std::sync::Mutex::new(None);
+        let issue = |record: &CodeRecord| {
+            check_code_bindings(record, client, redirect_uri, verifier, now)?;
+            let (grant, records, access, refresh) = self.mint_grant(
+                client,
+                record.grant_id.clone(),
+                Some(record.user_id.clone()),
+                record.scope.clone(),
+                refresh,
+                now,
+            );
+            if let Ok(mut slot) = minted.lock() {
+                *slot = Some((access, refresh, grant.scope.clone(), grant.user_id.clone()));
+            }
+            Ok((grant, records))
+        };
+        let hash = crate::TokenHash::of(code);
+        match self.inner.store.redeem_code(&hash, now, &issue).await? {
+            Redemption::Issued => {
+                let Some((access, refresh, scope, user)) = minted.into_inner().ok().flatten()
+                else {
+                    // A store answered Issued without calling `issue`.
+                    return Err(OAuthError::server_error());
+                };
+                Ok(self.issued(access, refresh, scope, user, client))
+            }
+            Redemption::Refused(e) => Err(e),
+            Redemption::Revoked => Err(OAuthError::invalid_grant(
+                "the authorization code was revoked",
+            )),
+            Redemption::Replayed(grant) => {
+                // RFC 6749 §4.1.2: a code used twice revokes what it issued.
+                self.inner.store.revoke_grant(&grant).await?;
+                Err(OAuthError::invalid_grant(
+                    "the authorization code was already used",
+                ))
+            }
+            Redemption::Missing => Err(OAuthError::invalid_grant(
+                "the authorization code is invalid",
+            )),
+        }
     }
 
     /// `refresh_token`: rotate, detect reuse, allow narrowing.
@@ -240,6 +231,31 @@ impl AuthorizationServer {
         with_refresh: bool,
         now: DateTime<Utc>,
     ) -> Result<IssuedTokens, OAuthError> {
+        let (grant, records, access, refresh) =
+            self.mint_grant(client, grant_id, user, scope, with_refresh, now);
+        if !self.inner.store.create_grant(&grant, &records).await? {
+            return Err(OAuthError::invalid_grant("the grant was revoked"));
+        }
+        Ok(self.issued(access, refresh, grant.scope, grant.user_id, client))
+    }
+
+    /// A new grant with its access token (and refresh token): the records
+    /// for the store and the plaintext for the client.
+    #[allow(clippy::type_complexity)]
+    fn mint_grant(
+        &self,
+        client: &Client,
+        grant_id: GrantId,
+        user: Option<UserId>,
+        scope: Scopes,
+        with_refresh: bool,
+        now: DateTime<Utc>,
+    ) -> (
+        GrantRecord,
+        Vec<TokenRecord>,
+        AccessToken,
+        Option<RefreshToken>,
+    ) {
         let (access, access_rec) = self.new_token(
             TokenKind::Access,
             &grant_id,
@@ -248,7 +264,8 @@ impl AuthorizationServer {
             scope.clone(),
             now,
         );
-        let mut records = vec![access_rec];
+        let mut records = Vec::with_capacity(2);
+        records.push(access_rec);
         let refresh = with_refresh.then(|| {
             let (t, rec) = self.new_token(
                 TokenKind::Refresh,
@@ -264,17 +281,11 @@ impl AuthorizationServer {
         let grant = GrantRecord {
             id: grant_id,
             client_id: client.client_id.clone(),
-            user_id: user.clone(),
-            scope: scope.clone(),
+            user_id: user,
+            scope,
             created_at: now,
         };
-        if !self.inner.store.create_grant(&grant, &records).await? {
-            // The code was replayed (and its grant revoked) while we issued.
-            return Err(OAuthError::invalid_grant(
-                "the authorization code was revoked",
-            ));
-        }
-        Ok(self.issued(AccessToken::new(access), refresh, scope, user, client))
+        (grant, records, AccessToken::new(access), refresh)
     }
 
     /// Mints a token: the plaintext for the client, the record for the store.
@@ -339,6 +350,35 @@ fn require_grant(client: &Client, grant: GrantType) -> Result<(), OAuthError> {
             format!("this client may not use the {} grant", grant.as_str()),
         ))
     }
+}
+
+/// Is this taken code the one this client may redeem, here and now?
+fn check_code_bindings(
+    record: &CodeRecord,
+    client: &Client,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), OAuthError> {
+    if record.client_id != client.client_id || record.expires_at <= now {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code is invalid, expired or bound elsewhere",
+        ));
+    }
+    match redirect_uri {
+        Some(r) if r != record.redirect_uri => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        None if record.redirect_uri_explicit => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri is required: it was in the authorization request",
+            ));
+        }
+        _ => {}
+    }
+    verify_pkce(record.code_challenge.as_deref(), verifier)
 }
 
 /// RFC 7636 §4.6 with the RFC 9700 §4.8.2 downgrade rule: a verifier for a

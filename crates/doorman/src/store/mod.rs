@@ -17,7 +17,7 @@ pub use memory::MemoryStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::StoreError;
+use crate::error::{OAuthError, StoreError};
 use crate::model::{
     Client, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, Purged, Rotation, TokenRecord,
     UserId,
@@ -130,9 +130,66 @@ pub trait TokenStore: Send + Sync {
     async fn delete_token(&self, hash: &TokenHash) -> Result<bool, StoreError>;
 }
 
+/// What the engine makes of a taken code: the grant with its first tokens,
+/// or the refusal to answer (the code stays consumed either way).
+pub type CodeIssuer<'a> =
+    dyn Fn(&CodeRecord) -> Result<(GrantRecord, Vec<TokenRecord>), OAuthError> + Send + Sync + 'a;
+
+/// The outcome of [`Store::redeem_code`].
+#[derive(Debug)]
+pub enum Redemption {
+    /// The code was taken and its grant and tokens stored.
+    Issued,
+    /// The code was taken, but the issuer refused it (wrong client,
+    /// redirect URI or PKCE verifier, expired): nothing was stored.
+    Refused(OAuthError),
+    /// The code was taken, but its grant id had been revoked (a concurrent
+    /// replay): nothing was stored.
+    Revoked,
+    /// The code was consumed before; its grant must be revoked.
+    Replayed(GrantId),
+    /// No such code.
+    Missing,
+}
+
 /// A complete store: the four traits plus housekeeping.
 #[async_trait]
 pub trait Store: ClientStore + CodeStore + GrantStore + TokenStore {
+    /// Redeems a code and stores the grant it leads to, in one step where
+    /// the store can (one SQL transaction: the code exchange's only write).
+    ///
+    /// Takes the code exactly as [`CodeStore::take_code`] does; for the
+    /// one caller that takes it, calls `issue` with the record (inside the
+    /// transaction: `issue` is synchronous and cheap — binding checks and
+    /// token generation) and stores its grant and tokens as
+    /// [`GrantStore::create_grant`] does. If `issue` refuses, the code stays
+    /// consumed and nothing else is written.
+    ///
+    /// The provided implementation calls `take_code` and then
+    /// `create_grant`: correct for any store that meets those two contracts,
+    /// at the price of two round trips.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+        issue: &CodeIssuer<'_>,
+    ) -> Result<Redemption, StoreError> {
+        let record = match self.take_code(hash, now).await? {
+            CodeTake::Taken(r) => r,
+            CodeTake::Replayed(grant) => return Ok(Redemption::Replayed(grant)),
+            CodeTake::Missing => return Ok(Redemption::Missing),
+        };
+        let (grant, tokens) = match issue(&record) {
+            Ok(issued) => issued,
+            Err(e) => return Ok(Redemption::Refused(e)),
+        };
+        Ok(if self.create_grant(&grant, &tokens).await? {
+            Redemption::Issued
+        } else {
+            Redemption::Revoked
+        })
+    }
+
     /// Deletes what expired before `now`: codes (used or not), tokens
     /// (including used refresh tokens), and grants left with no token and
     /// no code. Revoked-grant markers go once no code refers to them.
