@@ -106,6 +106,19 @@ pub struct Config {
     /// secrets are hashed with SHA-256 like generated ones, so only their
     /// length keeps them out of reach of offline guessing.
     pub min_client_secret_len: usize,
+    /// How long the server keeps a client it read from the store (default
+    /// 5 s; zero: no cache). Clients are read on every token, introspection
+    /// and userinfo request but change rarely. A change made through this
+    /// server ([`AuthorizationServer::register_client`],
+    /// [`AuthorizationServer::update_client`],
+    /// [`AuthorizationServer::delete_client`]) applies at once; one made
+    /// by another instance on the same database, or straight in the store,
+    /// applies here within this time.
+    ///
+    /// [`AuthorizationServer::register_client`]: crate::AuthorizationServer::register_client
+    /// [`AuthorizationServer::update_client`]: crate::AuthorizationServer::update_client
+    /// [`AuthorizationServer::delete_client`]: crate::AuthorizationServer::delete_client
+    pub client_cache_ttl: TimeDelta,
 }
 
 impl std::fmt::Debug for Config {
@@ -121,6 +134,7 @@ impl std::fmt::Debug for Config {
             .field("pkce", &self.pkce)
             .field("allow_http_redirects", &self.allow_http_redirects)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("client_cache_ttl", &self.client_cache_ttl)
             .field("form_key", &"<redacted>")
             .finish_non_exhaustive()
     }
@@ -149,6 +163,7 @@ impl Config {
             consent_ttl: TimeDelta::minutes(10),
             form_key,
             min_client_secret_len: 32,
+            client_cache_ttl: TimeDelta::seconds(5),
         })
     }
 
@@ -251,6 +266,11 @@ impl ConfigBuilder {
     /// Shortest developer-chosen client secret.
     pub fn min_client_secret_len(mut self, n: usize) -> Self {
         self.0.min_client_secret_len = n;
+        self
+    }
+    /// How long a client read from the store is kept (zero: not at all).
+    pub fn client_cache_ttl(mut self, ttl: TimeDelta) -> Self {
+        self.0.client_cache_ttl = ttl;
         self
     }
     /// The finished configuration.

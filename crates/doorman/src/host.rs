@@ -31,6 +31,10 @@ pub struct UserClaims {
     pub base: Map<String, Value>,
     /// Released only when the token carries the scope: `(scope, claims)`.
     pub scoped: Vec<(String, Map<String, Value>)>,
+    /// The user's balance, when the host reads it together with the claims
+    /// (one row, one query): the server then does not ask [`Balances`].
+    /// Released, like a [`Balances`] answer, only with the balance scope.
+    pub balance: Option<Balance>,
 }
 
 impl UserClaims {
@@ -43,6 +47,13 @@ impl UserClaims {
     #[must_use]
     pub fn base(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.base.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Carries the user's balance along (see [`UserClaims::balance`]).
+    #[must_use]
+    pub fn with_balance(mut self, balance: Balance) -> Self {
+        self.balance = Some(balance);
         self
     }
 

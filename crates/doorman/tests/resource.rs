@@ -679,3 +679,131 @@ async fn wire_profile_changes_the_envelope_not_the_rules() {
     let v = json(&h.exchange(&app, &code, None).await);
     assert_eq!(v, json!({"ec": 400, "em": "invalid_grant", "data": {}}));
 }
+
+/// The client cache: a change made through the server applies at once; one
+/// made straight in the store (another instance) within the cache's TTL.
+#[tokio::test]
+async fn client_changes_apply_at_once_here_and_within_the_cache_ttl_elsewhere() {
+    let h = harness_with(config().client_cache_ttl(chrono::TimeDelta::seconds(5)));
+    let app = h
+        .app_with(|r| r.released_claims = Some(vec!["username".into()]))
+        .await;
+    let t = user_tokens(&h, &app, "profile").await;
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let userinfo = || h.get_bearer("/api/oauth2/userinfo", &at);
+    assert!(json(&userinfo().await).get("email").is_none());
+
+    // Through the server: seen on the next request.
+    let mut client = h
+        .server
+        .client(&app.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .as_ref()
+        .clone();
+    client.released_claims = Some(vec!["username".into(), "email".into()]);
+    assert!(h.server.update_client(&client).await.unwrap());
+    assert_eq!(json(&userinfo().await)["email"], "alice@example.com");
+
+    // Straight in the store: the cached client holds for the TTL, no longer.
+    client.released_claims = Some(vec!["username".into()]);
+    assert!(h.store.update_client(&client).await.unwrap());
+    assert_eq!(json(&userinfo().await)["email"], "alice@example.com");
+    h.clock.advance(chrono::TimeDelta::seconds(5));
+    assert!(json(&userinfo().await).get("email").is_none());
+
+    // A secret reset through the server: the old secret fails at once.
+    client.secret_hash = Some(doorman::TokenHash::of(
+        "a-brand-new-secret-of-enough-length",
+    ));
+    assert!(h.server.update_client(&client).await.unwrap());
+    let secret = app.secret.clone().unwrap();
+    let res = h
+        .token_basic(&app.id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(res.status(), 401, "{}", body_text(&res));
+
+    // Deleted through the server: unknown at once.
+    assert!(h.server.delete_client(&app.id).await.unwrap());
+    assert!(h.server.client(&app.id).await.unwrap().is_none());
+    let secret = app.secret.clone().unwrap();
+    let res = h
+        .token_basic(&app.id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(err_code(&res), "invalid_client");
+}
+
+/// A host whose claims carry the balance is asked once per userinfo; the
+/// balance is still released by the balance scope only.
+#[tokio::test]
+async fn a_balance_carried_with_the_claims_is_released_by_scope_only() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct OneRow {
+        claims_calls: AtomicUsize,
+    }
+    #[async_trait::async_trait]
+    impl doorman::Claims for OneRow {
+        async fn claims(
+            &self,
+            _user: &doorman::UserId,
+        ) -> Result<Option<doorman::UserClaims>, doorman::StoreError> {
+            self.claims_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(
+                doorman::UserClaims::new()
+                    .base("id", 7)
+                    .scoped("profile", "username", "alice")
+                    .with_balance(doorman::Balance {
+                        quota: 500,
+                        used_quota: 100,
+                        formatted: "4.00".into(),
+                        topup_url: "https://idp.example/topup".into(),
+                    }),
+            ))
+        }
+    }
+    let host = std::sync::Arc::new(OneRow {
+        claims_calls: AtomicUsize::new(0),
+    });
+    let clock = std::sync::Arc::new(doorman::ManualClock::starting_now());
+    let store = std::sync::Arc::new(doorman::MemoryStore::new());
+    // No Balances at all: the carried balance is the only source.
+    let server = doorman::AuthorizationServer::builder(
+        config().build(),
+        store.clone(),
+        std::sync::Arc::new(common::HeaderSessions),
+    )
+    .claims(host.clone())
+    .clock(clock.clone())
+    .build();
+    let h = Harness {
+        server,
+        clock,
+        store,
+    };
+    let app = h.app(false).await;
+    let with = user_tokens(&h, &app, "profile balance").await;
+    let without = user_tokens(&h, &app, "profile").await;
+    let before = host.claims_calls.load(Ordering::SeqCst);
+    let v = json(
+        &h.get_bearer(
+            "/api/oauth2/userinfo",
+            with["access_token"].as_str().unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(host.claims_calls.load(Ordering::SeqCst), before + 1);
+    assert_eq!(v["quota"], 500);
+    assert_eq!(v["used_quota"], 100);
+    assert_eq!(v["balance_formatted"], "4.00");
+    let v = json(
+        &h.get_bearer(
+            "/api/oauth2/userinfo",
+            without["access_token"].as_str().unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(v["username"], "alice");
+    assert!(v.get("quota").is_none(), "{v}");
+    assert!(v.get("balance_formatted").is_none(), "{v}");
+}

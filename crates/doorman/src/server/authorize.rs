@@ -1,6 +1,8 @@
 //! The authorization endpoint (RFC 6749 §4.1.1, §3.1.2, §3.3; RFC 7636;
 //! RFC 9207; RFC 9700 §2.1, §4.1) and the consent form's submission.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, LOCATION, REFERRER_POLICY};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -18,8 +20,8 @@ use crate::wire::{Params, method_not_allowed};
 /// trusted, so any later error may be redirected.
 #[derive(Debug, Clone)]
 pub struct AuthorizeRequest {
-    /// The client, as registered.
-    pub client: Client,
+    /// The client, as registered (shared with the client cache).
+    pub client: Arc<Client>,
     /// Where the answer goes.
     pub redirect_uri: String,
     /// Whether the request named `redirect_uri` (the token request must then repeat it).
@@ -230,7 +232,7 @@ impl AuthorizationServer {
         let client_id = params
             .get("client_id")
             .ok_or_else(|| page(OAuthError::invalid_request("missing client_id")))?;
-        let client = match self.inner.store.client(client_id).await {
+        let client = match self.client(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(page(OAuthError::invalid_request("unknown client_id"))),
             Err(_) => return Err(page(OAuthError::server_error())),

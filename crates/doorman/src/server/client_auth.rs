@@ -7,6 +7,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::AuthorizationServer;
 use crate::error::OAuthError;
+use std::sync::Arc;
+
 use crate::model::Client;
 use crate::secret::TokenHash;
 use crate::wire::Params;
@@ -117,7 +119,7 @@ impl AuthorizationServer {
         &self,
         headers: &http::HeaderMap,
         params: &Params,
-    ) -> Result<(Client, bool), (OAuthError, bool)> {
+    ) -> Result<(Arc<Client>, bool), (OAuthError, bool)> {
         let p = presented(headers, params)?;
         let basic = p.basic;
         let fail = || {
@@ -126,7 +128,7 @@ impl AuthorizationServer {
                 basic,
             )
         };
-        let client = match self.inner.store.client(&p.client_id).await {
+        let client = match self.client(&p.client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 // Same work as a known client, so timing does not reveal which ids exist.

@@ -3,6 +3,7 @@
 
 mod authorize;
 mod client_auth;
+mod client_cache;
 mod registration;
 mod resource;
 mod routes;
@@ -46,6 +47,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     profile: Arc<dyn WireProfile>,
     metadata: Bytes,
+    clients: client_cache::ClientCache,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -98,8 +100,10 @@ impl ServerBuilder {
     /// The server.
     pub fn build(self) -> AuthorizationServer {
         let metadata = token_admin::metadata_document(&self.config);
+        let clients = client_cache::ClientCache::new(self.config.client_cache_ttl);
         AuthorizationServer {
             inner: Arc::new(Inner {
+                clients,
                 config: self.config,
                 store: self.store,
                 sessions: self.sessions,
@@ -181,6 +185,42 @@ impl AuthorizationServer {
         res
     }
 
+    /// The registered client with this id, through the client cache
+    /// ([`Config::client_cache_ttl`]).
+    pub async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        let now = self.inner.clock.now();
+        if let Some(c) = self.inner.clients.get(client_id, now) {
+            return Ok(Some(c));
+        }
+        let Some(client) = self.inner.store.client(client_id).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        self.inner.clients.put(client.clone(), now);
+        Ok(Some(client))
+    }
+
+    /// Replaces a registered client (a reset secret, new redirect URIs, …);
+    /// this server sees the change at once, other instances within
+    /// [`Config::client_cache_ttl`]. `Ok(false)` if the client is unknown.
+    pub async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        self.inner.clients.forget(&client.client_id);
+        let updated = self.inner.store.update_client(client).await;
+        // Again: a request may have cached the old record during the write.
+        self.inner.clients.forget(&client.client_id);
+        updated
+    }
+
+    /// Deletes a client with everything issued to it (see
+    /// [`ClientStore::delete_client`](crate::ClientStore::delete_client));
+    /// `Ok(false)` if unknown.
+    pub async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        self.inner.clients.forget(client_id);
+        let deleted = self.inner.store.delete_client(client_id).await;
+        self.inner.clients.forget(client_id);
+        deleted
+    }
+
     /// Deletes expired codes, tokens and empty grants; call it periodically.
     pub async fn purge_expired(&self) -> Result<Purged, StoreError> {
         self.inner.store.purge_expired(self.inner.clock.now()).await
@@ -191,8 +231,11 @@ impl AuthorizationServer {
         let consents = self.inner.store.list_consents(user).await?;
         let mut out = Vec::with_capacity(consents.len());
         for consent in consents {
-            if let Some(client) = self.inner.store.client(&consent.client_id).await? {
-                out.push(AuthorizedApp { client, consent });
+            if let Some(client) = self.client(&consent.client_id).await? {
+                out.push(AuthorizedApp {
+                    client: Client::clone(&client),
+                    consent,
+                });
             }
         }
         Ok(out)

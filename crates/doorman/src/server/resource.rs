@@ -163,7 +163,7 @@ impl AuthorizationServer {
             scope: None,
             missing: false,
         };
-        let claims = match &self.inner.claims {
+        let mut claims = match &self.inner.claims {
             Some(c) => match c.claims(user).await.map_err(store_err)? {
                 Some(claims) => Some(claims),
                 None => return Err(BearerError::invalid("the token's user no longer exists")),
@@ -171,11 +171,14 @@ impl AuthorizationServer {
             None => None,
         };
         let balance_scope = &self.config().balance_scope;
-        let balance = match &self.inner.balances {
-            Some(b) if token.scope.contains(balance_scope) => {
-                b.balance(user).await.map_err(store_err)?
-            }
-            _ => None,
+        let balance = if !token.scope.contains(balance_scope) {
+            None
+        } else if let Some(b) = claims.as_mut().and_then(|c| c.balance.take()) {
+            Some(b)
+        } else if let Some(b) = &self.inner.balances {
+            b.balance(user).await.map_err(store_err)?
+        } else {
+            None
         };
         let released = self
             .released_claims(&token.client_id)
@@ -216,11 +219,9 @@ impl AuthorizationServer {
         client_id: &str,
     ) -> Result<Option<Vec<String>>, crate::StoreError> {
         Ok(self
-            .inner
-            .store
             .client(client_id)
             .await?
-            .and_then(|c| c.released_claims))
+            .and_then(|c| c.released_claims.clone()))
     }
 
     /// The top-up endpoint: `{"topup_url": …}` for a token with the balance scope.

@@ -17,7 +17,7 @@ impl AuthorizationServer {
     async fn authenticated_post(
         &self,
         request: &Request<Bytes>,
-    ) -> Result<(Params, Client), Response<Bytes>> {
+    ) -> Result<(Params, std::sync::Arc<Client>), Response<Bytes>> {
         if request.method() != Method::POST {
             return Err(method_not_allowed(self.profile(), "POST"));
         }
