@@ -31,7 +31,7 @@ pub struct DemoConfig {
     pub addr: SocketAddr,
     /// Issuer URL (`DOORMAN_ISSUER`); `None`: `http://<bound address>`.
     pub issuer: Option<String>,
-    /// `DATABASE_URL`: `sqlite://…` (default `sqlite://doorman-demo.db?mode=rwc`) or `postgres://…`.
+    /// `DATABASE_URL`: `sqlite://…` (default `sqlite://doorman-demo.db?mode=rwc`), `postgres://…`, or `memory:` (process memory, for benchmarks).
     pub database_url: String,
     /// Developer token for app registration (`DOORMAN_DEV_TOKEN`); `None`: random.
     pub dev_token: Option<String>,

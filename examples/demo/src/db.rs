@@ -4,6 +4,9 @@
 //! Queries use `$1`-style placeholders, which both SQLite and PostgreSQL
 //! accept, so each is written once; only the table definitions differ.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use sqlx::{PgPool, Row as _, SqlitePool};
 
 /// A pool on the database the store uses.
@@ -13,16 +16,54 @@ pub enum Db {
     Sqlite(SqlitePool),
     /// PostgreSQL.
     Postgres(PgPool),
+    /// Process memory (`DATABASE_URL=memory:`, for benchmarks and trials):
+    /// gone when the process ends.
+    Memory(Arc<RwLock<MemTables>>),
 }
 
-/// Runs the same code over whichever pool `$db` holds.
+/// Runs the same code over whichever pool `$db` holds, or `$mem` over the
+/// in-memory tables (a poisoned lock is a database error, not a panic).
 macro_rules! on_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
+    ($db:expr, |$pool:ident| $body:expr, |$tables:ident| $mem:expr) => {
+        on_pool!(@ write, $db, |$pool| $body, |$tables| $mem)
+    };
+    (read $db:expr, |$pool:ident| $body:expr, |$tables:ident| $mem:expr) => {
+        on_pool!(@ read, $db, |$pool| $body, |$tables| $mem)
+    };
+    (@ $lock:ident, $db:expr, |$pool:ident| $body:expr, |$tables:ident| $mem:expr) => {
         match $db {
             Db::Sqlite($pool) => $body,
             Db::Postgres($pool) => $body,
+            Db::Memory(tables) => {
+                #[allow(unused_mut)]
+                let mut $tables = tables.$lock().map_err(|_| poisoned())?;
+                Ok($mem)
+            }
         }
     };
+}
+
+fn poisoned() -> sqlx::Error {
+    sqlx::Error::Protocol("the in-memory tables' lock is poisoned".into())
+}
+
+/// The demo's tables in process memory.
+#[derive(Debug, Default)]
+pub struct MemTables {
+    /// Users with their password hashes; a user's id is its index + 1.
+    users: Vec<(User, String)>,
+    user_ids: HashMap<String, i64>,
+    /// Session id hash → (user id, expires at).
+    sessions: HashMap<String, (i64, i64)>,
+    apps: HashMap<String, i64>,
+    settings: HashMap<String, String>,
+}
+
+impl MemTables {
+    fn user(&self, id: i64) -> Option<&(User, String)> {
+        let i = usize::try_from(id.checked_sub(1)?).ok()?;
+        self.users.get(i)
+    }
 }
 
 /// A user row.
@@ -104,9 +145,15 @@ const POSTGRES_SCHEMA: &[&str] = &[
 const MIGRATION_LOCK: i64 = 0x646f_6f72_6d61_6e01;
 
 impl Db {
+    /// Empty tables in process memory.
+    pub fn memory() -> Self {
+        Db::Memory(Arc::new(RwLock::new(MemTables::default())))
+    }
+
     /// Creates the demo's tables if they are missing.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         match self {
+            Db::Memory(_) => Ok(()),
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 for stmt in SQLITE_SCHEMA {
@@ -136,35 +183,45 @@ impl Db {
         name: &str,
         initial: &str,
     ) -> Result<String, sqlx::Error> {
-        on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO demo_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        on_pool!(
+            self,
+            |pool| {
+                sqlx::query("INSERT INTO demo_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                 .bind(name)
                 .bind(initial)
                 .execute(pool)
                 .await?;
-            sqlx::query("SELECT value FROM demo_settings WHERE name = $1")
-                .bind(name)
-                .fetch_one(pool)
-                .await?
-                .try_get::<String, _>("value")
-        })
+                sqlx::query("SELECT value FROM demo_settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(pool)
+                    .await?
+                    .try_get::<String, _>("value")
+            },
+            |t| t
+                .settings
+                .entry(name.to_owned())
+                .or_insert_with(|| initial.to_owned())
+                .clone()
+        )
     }
 
     /// Whether a user with this name exists.
     pub async fn user_exists(&self, username: &str) -> Result<bool, sqlx::Error> {
-        on_pool!(self, |pool| {
+        on_pool!(read self, |pool| {
             Ok(sqlx::query("SELECT 1 FROM demo_users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(pool)
                 .await?
                 .is_some())
-        })
+        }, |t| t.user_ids.contains_key(username))
     }
 
     /// Inserts a user unless one with the same name exists.
     pub async fn insert_user(&self, user: &User, password_hash: &str) -> Result<(), sqlx::Error> {
-        on_pool!(self, |pool| {
-            sqlx::query(
+        on_pool!(
+            self,
+            |pool| {
+                sqlx::query(
                 "INSERT INTO demo_users (username, email, password_hash, quota, used_quota, status, created_time)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING",
             )
@@ -178,12 +235,21 @@ impl Db {
             .execute(pool)
             .await
             .map(|_| ())
-        })
+            },
+            |t| {
+                if !t.user_ids.contains_key(&user.username) {
+                    let id = i64::try_from(t.users.len()).unwrap_or(i64::MAX - 1) + 1;
+                    t.user_ids.insert(user.username.clone(), id);
+                    t.users
+                        .push((User { id, ..user.clone() }, password_hash.to_owned()));
+                }
+            }
+        )
     }
 
     /// A user by id.
     pub async fn user(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
-        on_pool!(self, |pool| {
+        on_pool!(read self, |pool| {
             match sqlx::query(
                 "SELECT id, username, email, quota, used_quota, status, created_time FROM demo_users WHERE id = $1",
             ).bind(id).fetch_optional(pool).await? {
@@ -198,7 +264,7 @@ impl Db {
                 })),
                 None => Ok(None),
             }
-        })
+        }, |t| t.user(id).map(|(u, _)| u.clone()))
     }
 
     /// A user's id and password hash, by name.
@@ -206,7 +272,7 @@ impl Db {
         &self,
         username: &str,
     ) -> Result<Option<(i64, String)>, sqlx::Error> {
-        on_pool!(self, |pool| {
+        on_pool!(read self, |pool| {
             match sqlx::query("SELECT id, password_hash FROM demo_users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(pool)
@@ -215,7 +281,11 @@ impl Db {
                 Some(row) => Ok(Some((row.try_get("id")?, row.try_get("password_hash")?))),
                 None => Ok(None),
             }
-        })
+        }, |t| t
+            .user_ids
+            .get(username)
+            .and_then(|id| t.user(*id))
+            .map(|(u, hash)| (u.id, hash.clone())))
     }
 
     /// Stores a login session under the hash of its cookie value.
@@ -226,8 +296,10 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<(), sqlx::Error> {
-        on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO demo_sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        on_pool!(
+            self,
+            |pool| {
+                sqlx::query("INSERT INTO demo_sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
                 .bind(id_hash)
                 .bind(user_id)
                 .bind(now)
@@ -235,7 +307,12 @@ impl Db {
                 .execute(pool)
                 .await
                 .map(|_| ())
-        })
+            },
+            |t| {
+                let _ = now;
+                t.sessions.insert(id_hash.to_owned(), (user_id, expires_at));
+            }
+        )
     }
 
     /// The user id and name of a live session.
@@ -244,7 +321,7 @@ impl Db {
         id_hash: &str,
         now: i64,
     ) -> Result<Option<(i64, String)>, sqlx::Error> {
-        on_pool!(self, |pool| {
+        on_pool!(read self, |pool| {
             match sqlx::query(
                 "SELECT u.id, u.username FROM demo_sessions s JOIN demo_users u ON u.id = s.user_id
                  WHERE s.id_hash = $1 AND s.expires_at > $2",
@@ -257,42 +334,69 @@ impl Db {
                 Some(row) => Ok(Some((row.try_get("id")?, row.try_get("username")?))),
                 None => Ok(None),
             }
+        }, |t| match t.sessions.get(id_hash) {
+            Some((user_id, expires_at)) if *expires_at > now => {
+                t.user(*user_id).map(|(u, _)| (u.id, u.username.clone()))
+            }
+            _ => None,
         })
     }
 
     /// Ends a session.
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), sqlx::Error> {
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM demo_sessions WHERE id_hash = $1")
-                .bind(id_hash)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        })
+        on_pool!(
+            self,
+            |pool| {
+                sqlx::query("DELETE FROM demo_sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+            },
+            |t| {
+                t.sessions.remove(id_hash);
+            }
+        )
     }
 
     /// Deletes expired sessions; answers how many.
     pub async fn purge_sessions(&self, now: i64) -> Result<u64, sqlx::Error> {
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM demo_sessions WHERE expires_at <= $1")
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })
+        on_pool!(
+            self,
+            |pool| {
+                sqlx::query("DELETE FROM demo_sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            },
+            |t| {
+                let before = t.sessions.len();
+                t.sessions.retain(|_, (_, expires_at)| *expires_at > now);
+                (before - t.sessions.len()) as u64
+            }
+        )
     }
 
     /// Gives a registered client its numeric id.
     pub async fn insert_app(&self, client_id: &str, created_time: i64) -> Result<i64, sqlx::Error> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO demo_apps (client_id, created_time) VALUES ($1, $2) RETURNING id",
-            )
-            .bind(client_id)
-            .bind(created_time)
-            .fetch_one(pool)
-            .await?
-            .try_get::<i64, _>("id")
-        })
+        on_pool!(
+            self,
+            |pool| {
+                sqlx::query(
+                    "INSERT INTO demo_apps (client_id, created_time) VALUES ($1, $2) RETURNING id",
+                )
+                .bind(client_id)
+                .bind(created_time)
+                .fetch_one(pool)
+                .await?
+                .try_get::<i64, _>("id")
+            },
+            |t| {
+                let _ = created_time;
+                let id = i64::try_from(t.apps.len()).unwrap_or(i64::MAX - 1) + 1;
+                *t.apps.entry(client_id.to_owned()).or_insert(id)
+            }
+        )
     }
 }

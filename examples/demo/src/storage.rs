@@ -1,10 +1,12 @@
 //! Opening the database named by `DATABASE_URL`: the OAuth store
 //! (`doorman_sqlx::SqlStore`, tables `doorman_*`) and the host's own
-//! tables (`demo_*`) share it, and its pool.
+//! tables (`demo_*`) share it, and its pool. `memory:` keeps both in
+//! process memory instead (`doorman::MemoryStore`), for benchmarks and
+//! trials: nothing survives the process.
 
 use std::sync::Arc;
 
-use doorman::Store;
+use doorman::{MemoryStore, Store};
 use doorman_sqlx::SqlStore;
 
 use crate::config::redact_url;
@@ -15,8 +17,8 @@ use crate::error::DemoError;
 pub(crate) struct Storage {
     /// The OAuth store.
     pub store: Arc<dyn Store>,
-    /// The same store, to close its pool.
-    sql: SqlStore,
+    /// The same store, to close its pool (none in memory).
+    sql: Option<SqlStore>,
     /// The host's tables, on the store's pool.
     pub db: Db,
     /// What to print: the backend and where it is, without credentials.
@@ -27,12 +29,20 @@ impl Storage {
     /// Connects to `url` (`sqlite:…` or `postgres://…` / `postgresql://…`)
     /// and brings the store's schema up to date.
     pub(crate) async fn open(url: &str) -> Result<Self, DemoError> {
+        if url == MEMORY_URL {
+            return Ok(Self {
+                store: Arc::new(MemoryStore::new()),
+                sql: None,
+                db: Db::memory(),
+                description: describe(url),
+            });
+        }
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
             return Err(DemoError::Config(
-                "DATABASE_URL: expected sqlite://… or postgres://…".into(),
+                "DATABASE_URL: expected sqlite://…, postgres://… or memory:".into(),
             ));
         }
         let sql = SqlStore::connect(url).await?;
@@ -46,7 +56,7 @@ impl Storage {
         let description = describe(url);
         Ok(Self {
             store: Arc::new(sql.clone()),
-            sql,
+            sql: Some(sql),
             db,
             description,
         })
@@ -54,12 +64,20 @@ impl Storage {
 
     /// Closes the pool, waiting for connections in use to come back.
     pub(crate) async fn close(&self) {
-        self.sql.close().await;
+        if let Some(sql) = &self.sql {
+            sql.close().await;
+        }
     }
 }
 
+/// `DATABASE_URL` for process memory.
+pub(crate) const MEMORY_URL: &str = "memory:";
+
 /// `SQLite (file)` or `PostgreSQL (postgres://user@host/db)`.
 pub(crate) fn describe(url: &str) -> String {
+    if url == MEMORY_URL {
+        return "memory (this process only: lost when it stops)".to_owned();
+    }
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.trim_start_matches("//");
         let path = path.split('?').next().unwrap_or("");
@@ -84,6 +102,7 @@ mod tests {
             "SQLite (doorman-demo.db)"
         );
         assert_eq!(describe("sqlite::memory:"), "SQLite (in memory)");
+        assert!(describe("memory:").starts_with("memory"));
         assert_eq!(
             describe("postgres://u:hunter2@db:5432/app"),
             "PostgreSQL (postgres://u@db:5432/app)"

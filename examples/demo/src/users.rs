@@ -286,13 +286,23 @@ impl Sessions for HostData {
 #[async_trait]
 impl Claims for HostData {
     async fn claims(&self, user: &UserId) -> Result<Option<UserClaims>, StoreError> {
+        // One row holds the profile and the balance: read it once and let
+        // the server take the balance from here (it releases it only to
+        // tokens with the balance scope).
         Ok(self.user(user).await?.map(|u| {
+            let balance = Balance {
+                quota: u.quota,
+                used_quota: u.used_quota,
+                formatted: balance_formatted(u.quota, u.used_quota),
+                topup_url: self.topup_url(),
+            };
             UserClaims::new()
                 .base("id", u.id)
                 .base("created_time", u.created_time)
                 .base("status", u.status)
                 .scoped("profile", "username", u.username)
                 .scoped("profile", "email", u.email)
+                .with_balance(balance)
         }))
     }
 }

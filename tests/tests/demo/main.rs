@@ -12,6 +12,7 @@ mod account;
 mod authorize;
 mod discovery;
 mod login;
+mod memory;
 mod parity;
 mod postgres;
 mod registration;
