@@ -6,51 +6,10 @@ use std::ops::Deref;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::response::Response;
-use doorman::{AuthorizationServer, ValidatedToken};
+use doorman::{AnyScope, AuthorizationServer, RequiredScope, ValidatedToken};
 use http::request::Parts;
 
 use crate::convert::into_response;
-
-/// The scope a [`Bearer`] extractor requires, as a type.
-///
-/// Declare one with [`required_scope!`](crate::required_scope):
-///
-/// ```
-/// doorman_axum::required_scope!(
-///     /// Tokens that may read the profile.
-///     pub ProfileScope = "profile"
-/// );
-/// use doorman_axum::RequiredScope as _;
-/// assert_eq!(ProfileScope::SCOPE, Some("profile"));
-/// ```
-pub trait RequiredScope: Send + Sync + 'static {
-    /// The scope the token must carry; `None` accepts any valid token.
-    const SCOPE: Option<&'static str>;
-}
-
-/// No scope required: any valid access token passes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AnyScope;
-
-impl RequiredScope for AnyScope {
-    const SCOPE: Option<&'static str> = None;
-}
-
-/// Declares a unit type implementing [`RequiredScope`] for one scope:
-/// `required_scope!(pub BalanceScope = "balance");`, with optional doc
-/// comments and attributes before the name.
-#[macro_export]
-macro_rules! required_scope {
-    ($(#[$meta:meta])* $vis:vis $name:ident = $scope:literal) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, Default)]
-        $vis struct $name;
-
-        impl $crate::RequiredScope for $name {
-            const SCOPE: ::core::option::Option<&'static str> = ::core::option::Option::Some($scope);
-        }
-    };
-}
 
 /// A validated bearer access token carrying the scope `R` requires
 /// (`Bearer` alone: any valid token).

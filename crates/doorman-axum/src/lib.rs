@@ -68,7 +68,9 @@ mod bearer;
 mod convert;
 mod trace;
 
-pub use bearer::{AnyScope, Bearer, RequiredScope};
+pub use bearer::Bearer;
+/// The scope types of [`Bearer`], shared with every adapter (from the core).
+pub use doorman::{AnyScope, RequiredScope, required_scope};
 pub use convert::{into_response, read_request};
 pub use trace::trace_request;
 
