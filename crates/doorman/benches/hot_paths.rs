@@ -2,7 +2,8 @@
 //! credential generation and hashing, request parsing, bearer validation
 //! against the memory store, and whole endpoint calls at the
 //! `http::Request` level (code exchange, client credentials,
-//! introspection, userinfo, authorize).
+//! introspection, userinfo, authorize), and the memory store's purge of
+//! one user's many expired grants.
 //!
 //! `cargo bench -p doorman --bench hot_paths` (about a minute). The load
 //! benchmark over real HTTP is `doorman-bench`; see `BENCHMARKS.md`.
@@ -16,12 +17,14 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use chrono::{DateTime, TimeDelta, Utc};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use doorman::redirect::form_encode;
 use doorman::wire::Params;
 use doorman::{
     AccessToken, AuthorizationServer, Balance, Balances, Claims, ClientRegistration, Config,
-    Endpoints, GrantType, MemoryStore, Scopes, Sessions, StoreError, TokenHash, UserClaims, UserId,
+    Endpoints, GrantId, GrantRecord, GrantStore, GrantType, MemoryStore, Scopes, Sessions, Store,
+    StoreError, TokenHash, TokenKind, TokenRecord, UserClaims, UserId,
 };
 use http::{Request, Response};
 use sha2::Digest as _;
@@ -330,12 +333,74 @@ fn endpoints(c: &mut Criterion) {
     g.finish();
 }
 
+/// Grants of one user to one app purged at once (finding M1 in
+/// `BENCHMARKS.md`: the purge used to be quadratic in this number).
+const PURGED_GRANTS: usize = 50_000;
+
+/// A store holding `n` grants of one user to one client, each with one
+/// access token that expires an hour after `t0`.
+async fn expired_grants(n: usize, t0: DateTime<Utc>) -> MemoryStore {
+    let store = MemoryStore::new();
+    for _ in 0..n {
+        let grant = GrantRecord {
+            id: GrantId::generate(),
+            client_id: "app".to_owned(),
+            user_id: Some(UserId::new("1")),
+            scope: Scopes::parse("profile").unwrap(),
+            created_at: t0,
+        };
+        let token = TokenRecord {
+            hash: AccessToken::generate().hash(),
+            kind: TokenKind::Access,
+            grant_id: grant.id.clone(),
+            client_id: grant.client_id.clone(),
+            user_id: grant.user_id.clone(),
+            scope: grant.scope.clone(),
+            issued_at: t0,
+            expires_at: Some(t0 + TimeDelta::hours(1)),
+            consumed_at: None,
+        };
+        assert!(store.create_grant(&grant, &[token]).await.unwrap());
+    }
+    store
+}
+
+fn purge(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let mut g = c.benchmark_group("memory_store");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    // Only the purge is timed, not filling the store or dropping it.
+    g.bench_function(
+        format!("purge_{}k_grants_one_user", PURGED_GRANTS / 1000),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let store = rt.block_on(expired_grants(PURGED_GRANTS, t0));
+                    let started = Instant::now();
+                    let purged = rt
+                        .block_on(store.purge_expired(t0 + TimeDelta::hours(2)))
+                        .unwrap();
+                    total += started.elapsed();
+                    assert_eq!(purged.grants, PURGED_GRANTS as u64);
+                }
+                total
+            });
+        },
+    );
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = credentials, parsing, endpoints
+    targets = credentials, parsing, endpoints, purge
 }
 criterion_main!(benches);

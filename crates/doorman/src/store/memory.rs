@@ -8,22 +8,31 @@
 //! in one global order so that they cannot deadlock:
 //!
 //! ```text
-//! users → grants → tokens (ascending shard index)
+//! codes → users → grants → tokens (ascending shard index)
 //! ```
 //!
-//! Clients and codes are only ever locked alone, and no operation holds two
-//! user or two grant shards at once. Every token of a grant is written
-//! while that grant's shard is locked, which is what makes revocation,
-//! rotation and creation of one grant mutually atomic.
+//! Clients are only ever locked alone, and so are codes except by
+//! [`Store::redeem_code`], which keeps the code's shard locked until the
+//! grant it leads to is stored. No operation holds two code, user or grant
+//! shards at once. Every token of a grant is written while that grant's
+//! shard is locked, which is what makes revocation, rotation and creation
+//! of one grant mutually atomic.
+//!
+//! [`Store::purge_expired`] never holds a lock for long, whatever the
+//! store's size: it works one shard at a time, finds what expired under a
+//! read lock, removes it under the write lock at most [`PURGE_CHUNK`]
+//! records at a time (dropping them after the lock is released), and lets
+//! the executor run other tasks between steps.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::Poll;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ClientStore, CodeStore, GrantStore, Store, TokenStore};
+use super::{ClientStore, CodeIssuer, CodeStore, GrantStore, Redemption, Store, TokenStore};
 use crate::error::StoreError;
 use crate::model::{
     Client, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, Purged, Rotation, TokenKind,
@@ -34,6 +43,10 @@ use crate::secret::TokenHash;
 
 /// Shards per map: enough that 2–64 cores rarely meet on one lock.
 const SHARDS: usize = 64;
+
+/// The most records one step of [`Store::purge_expired`] removes or
+/// unindexes under one write lock.
+const PURGE_CHUNK: usize = 512;
 
 /// An in-memory [`Store`]: fast, safe under any concurrency, and gone when
 /// the process ends. For tests, demos and single-process deployments that
@@ -183,10 +196,10 @@ impl TokenLocks<'_> {
         self.map(h).is_some_and(|m| m.remove(h).is_some())
     }
 
-    fn insert(&mut self, t: &TokenRecord) -> bool {
+    fn insert(&mut self, t: TokenRecord) -> bool {
         match self.map(&t.hash) {
             Some(m) => {
-                m.insert(t.hash, t.clone());
+                m.insert(t.hash, t);
                 true
             }
             None => false,
@@ -352,12 +365,13 @@ enum GrantEntry {
     Revoked,
 }
 
-/// What the store knows per user: consents, and grants per client (the
-/// index `revoke_consent` walks).
+/// What the store knows per user: consents, and live grants per client
+/// (the index `revoke_consent` walks). A set, so that dropping one grant
+/// from it (revocation, purge) costs the same however many the user has.
 #[derive(Default)]
 struct UserEntry {
     consents: Vec<Consent>,
-    grants: HashMap<String, Vec<GrantId>>,
+    grants: HashMap<String, HashSet<GrantId>>,
 }
 
 impl UserEntry {
@@ -414,67 +428,128 @@ impl MemoryStore {
     }
 
     /// Drops a grant that is no longer live from its user's index. Called
-    /// with no lock held; a revoked id never becomes live again, so doing
-    /// it after the revocation itself is safe.
+    /// with no lock held, after the revocation or removal itself: a revoked
+    /// id stays dead while its marker lasts, and an id that became live
+    /// again meanwhile stays indexed (see [`Self::unindex_locked`]).
     fn unindex_grant(&self, grant: &GrantRecord) {
         let Some(user) = &grant.user_id else { return };
         let mut users = self.users.write(self.user_shard(user));
+        self.unindex_locked(&mut users, user, grant);
+    }
+
+    /// [`Self::unindex_grant`] with `user`'s shard locked by the caller.
+    ///
+    /// A purged grant's id can be created again (nothing refers to it any
+    /// more); its `create_grant` indexed it under this same lock, so a
+    /// grant that is live again under the same user and client stays.
+    fn unindex_locked(
+        &self,
+        users: &mut HashMap<UserId, UserEntry>,
+        user: &UserId,
+        grant: &GrantRecord,
+    ) {
         let Some(entry) = users.get_mut(user) else {
             return;
         };
-        if let Some(ids) = entry.grants.get_mut(&grant.client_id) {
-            ids.retain(|g| g != &grant.id);
-            if ids.is_empty() {
-                entry.grants.remove(&grant.client_id);
-            }
+        let Some(ids) = entry.grants.get_mut(&grant.client_id) else {
+            return;
+        };
+        let live_again = matches!(
+            self.grants.read(self.grant_shard(&grant.id)).get(&grant.id),
+            Some(GrantEntry::Live { record, .. })
+                if record.client_id == grant.client_id && record.user_id.as_ref() == Some(user)
+        );
+        if live_again {
+            return;
+        }
+        ids.remove(&grant.id);
+        if ids.is_empty() {
+            entry.grants.remove(&grant.client_id);
         }
         if entry.is_empty() {
             users.remove(user);
         }
     }
 
+    /// Stores a grant with its first tokens; the caller holds no user,
+    /// grant or token lock (it may hold a code shard: codes come first).
     fn create_grant_sync(
         &self,
-        grant: &GrantRecord,
-        tokens: &[TokenRecord],
+        grant: GrantRecord,
+        tokens: Vec<TokenRecord>,
     ) -> Result<bool, StoreError> {
         if tokens.iter().any(|t| t.grant_id != grant.id) {
             return Err(StoreError::Conflict(
                 "a token names another grant than the one created",
             ));
         }
+        let hashes: Vec<TokenHash> = tokens.iter().map(|t| t.hash).collect();
         let mut users = grant
             .user_id
             .as_ref()
-            .map(|u| (u, self.users.write(self.user_shard(u))));
+            .map(|u| self.users.write(self.user_shard(u)));
         let mut grants = self.grants.write(self.grant_shard(&grant.id));
         if grants.contains_key(&grant.id) {
             return Ok(false);
         }
-        let mut locks = self.lock_tokens(tokens.iter().map(|t| &t.hash));
-        let hashes: Vec<TokenHash> = tokens.iter().map(|t| t.hash).collect();
+        let mut locks = self.lock_tokens(&hashes);
         if has_duplicates(&hashes) || hashes.iter().any(|h| locks.contains(h)) {
             return Err(StoreError::Conflict("a token with this hash exists"));
         }
         for t in tokens {
             locks.insert(t);
         }
-        grants.insert(
-            grant.id.clone(),
-            GrantEntry::Live {
-                record: grant.clone(),
-                tokens: hashes,
-            },
-        );
-        if let Some((user, users)) = &mut users {
-            let entry = users.entry((*user).clone()).or_default();
-            entry
+        drop(locks);
+        if let (Some(users), Some(user)) = (&mut users, &grant.user_id) {
+            users
+                .entry(user.clone())
+                .or_default()
                 .grants
                 .entry(grant.client_id.clone())
                 .or_default()
-                .push(grant.id.clone());
+                .insert(grant.id.clone());
         }
+        grants.insert(
+            grant.id.clone(),
+            GrantEntry::Live {
+                record: grant,
+                tokens: hashes,
+            },
+        );
         Ok(true)
+    }
+
+    /// The code's shard stays write-locked from the take until the grant is
+    /// stored: a concurrent replay of the code waits, finds it used only
+    /// once the grant exists, and its `revoke_grant` then deletes every
+    /// token; nor can a purge drop the code (and with it the revoked marker
+    /// of its grant id) in between. One code, user and grant lock and the
+    /// tokens' shards, each taken once.
+    fn redeem_code_sync(
+        &self,
+        hash: &TokenHash,
+        issue: &CodeIssuer<'_>,
+    ) -> Result<Redemption, StoreError> {
+        let mut codes = self.codes.write(hash_shard(hash));
+        let Some(code) = codes.get_mut(hash) else {
+            return Ok(Redemption::Missing);
+        };
+        if code.is_used() {
+            return Ok(Redemption::Replayed(code.grant_id()?));
+        }
+        let record = code.decode(*hash)?;
+        code.flags |= USED;
+        let (grant, tokens) = match issue(&record) {
+            Ok(issued) => issued,
+            Err(e) => return Ok(Redemption::Refused(e)),
+        };
+        let created = self.create_grant_sync(grant, tokens)?;
+        drop(codes);
+        Ok(if created {
+            Redemption::Issued
+        } else {
+            Redemption::Revoked
+        })
     }
 
     fn rotate_refresh_sync(
@@ -553,7 +628,7 @@ impl MemoryStore {
             true
         });
         for t in new_tokens {
-            locks.insert(t);
+            locks.insert(t.clone());
         }
         owned.extend(new_hashes);
         Ok(Rotation::Rotated)
@@ -686,60 +761,217 @@ impl MemoryStore {
         }
         true
     }
+}
 
-    fn purge_expired_sync(&self, now: DateTime<Utc>) -> Purged {
+// ---------------------------------------------------------------------------
+// Purge: shard by shard, in bounded steps
+
+/// 64-bit digests of the grant ids that live codes refer to. A collision
+/// only keeps a grant (or revoked marker) until the next purge.
+type Referenced = HashSet<u64>;
+
+impl MemoryStore {
+    async fn purge(&self, now: DateTime<Utc>) -> Purged {
         let mut purged = Purged::default();
-        // Grants (and revoked markers) some code still refers to stay. A
-        // 64-bit digest of the id is enough: a collision only keeps a grant
-        // until the next purge.
-        let mut referenced: HashSet<u64> = HashSet::new();
+        // Grants (and revoked markers) some live code refers to stay.
+        let mut referenced = Referenced::new();
         for i in 0..SHARDS {
-            let mut codes = self.codes.write(i);
-            let before = codes.len();
-            codes.retain(|_, c| c.expires_at > now);
-            purged.codes += (before - codes.len()) as u64;
-            referenced.extend(codes.values().map(|c| self.keys.hash_one(c.grant_bytes())));
+            let expired = self.scan_codes(i, now, &mut referenced);
+            for chunk in expired.chunks(PURGE_CHUNK) {
+                purged.codes += self.remove_codes(i, chunk, now);
+                yield_now().await;
+            }
         }
-        let mut dropped: HashMap<GrantId, Vec<TokenHash>> = HashMap::new();
+        let mut dropped: HashSet<TokenHash, HashKeyed> = HashSet::default();
         for i in 0..SHARDS {
-            let mut tokens = self.tokens.write(i);
-            tokens.retain(|h, t| {
-                if t.is_expired(now) {
-                    dropped.entry(t.grant_id.clone()).or_default().push(*h);
-                    false
-                } else {
-                    true
-                }
-            });
+            let expired = self.scan_tokens(i, now);
+            for chunk in expired.chunks(PURGE_CHUNK) {
+                self.remove_tokens(i, chunk, now, &mut dropped);
+                yield_now().await;
+            }
         }
-        purged.tokens = dropped.values().map(|v| v.len() as u64).sum();
+        purged.tokens = dropped.len() as u64;
+        // (user shard, grant) of every emptied grant with a user.
         let mut emptied = Vec::new();
         for i in 0..SHARDS {
-            let mut grants = self.grants.write(i);
-            grants.retain(|id, e| {
-                let in_use = referenced.contains(&self.keys.hash_one(id.as_str().as_bytes()));
-                match e {
-                    GrantEntry::Revoked => in_use,
-                    GrantEntry::Live { record, tokens } => {
-                        if let Some(gone) = dropped.get(id) {
-                            tokens.retain(|h| !gone.contains(h));
-                        }
-                        if tokens.is_empty() && !in_use {
-                            emptied.push(record.clone());
-                            false
-                        } else {
-                            true
-                        }
-                    }
-                }
-            });
+            let candidates = self.scan_grants(i, &referenced, &dropped);
+            for chunk in candidates.chunks(PURGE_CHUNK) {
+                purged.grants += self.remove_grants(i, chunk, &referenced, &dropped, &mut emptied);
+                yield_now().await;
+            }
         }
-        purged.grants = emptied.len() as u64;
-        for g in &emptied {
-            self.unindex_grant(g);
+        drop(dropped);
+        emptied.sort_unstable_by_key(|(shard, _)| *shard);
+        for same_shard in emptied.chunk_by(|a, b| a.0 == b.0) {
+            for chunk in same_shard.chunks(PURGE_CHUNK) {
+                self.unindex_chunk(chunk);
+                yield_now().await;
+            }
         }
         purged
     }
+
+    /// Unindexes emptied grants whose users share one shard.
+    fn unindex_chunk(&self, chunk: &[(usize, GrantRecord)]) {
+        let Some((shard, _)) = chunk.first() else {
+            return;
+        };
+        let mut users = self.users.write(*shard);
+        for (_, grant) in chunk {
+            if let Some(user) = &grant.user_id {
+                self.unindex_locked(&mut users, user, grant);
+            }
+        }
+    }
+
+    fn is_referenced(&self, referenced: &Referenced, id: &[u8]) -> bool {
+        referenced.contains(&self.keys.hash_one(id))
+    }
+
+    /// The expired codes of shard `i`; notes the grants the others refer to.
+    fn scan_codes(
+        &self,
+        i: usize,
+        now: DateTime<Utc>,
+        referenced: &mut Referenced,
+    ) -> Vec<TokenHash> {
+        let codes = self.codes.read(i);
+        let mut expired = Vec::new();
+        for (h, c) in codes.iter() {
+            if c.expires_at <= now {
+                expired.push(*h);
+            } else {
+                referenced.insert(self.keys.hash_one(c.grant_bytes()));
+            }
+        }
+        expired
+    }
+
+    fn remove_codes(&self, i: usize, hashes: &[TokenHash], now: DateTime<Utc>) -> u64 {
+        let mut gone = Vec::with_capacity(hashes.len());
+        let mut codes = self.codes.write(i);
+        for h in hashes {
+            if codes.get(h).is_some_and(|c| c.expires_at <= now) {
+                gone.extend(codes.remove(h));
+            }
+        }
+        drop(codes);
+        gone.len() as u64
+    }
+
+    /// The expired tokens of shard `i`.
+    fn scan_tokens(&self, i: usize, now: DateTime<Utc>) -> Vec<TokenHash> {
+        let tokens = self.tokens.read(i);
+        tokens
+            .iter()
+            .filter(|(_, t)| t.is_expired(now))
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
+    /// Removes tokens that are (still) expired, without their grant's
+    /// lock: the grant forgets their hashes later, in [`Self::remove_grants`]
+    /// (until then every user of a grant's list treats a missing token as
+    /// gone).
+    fn remove_tokens(
+        &self,
+        i: usize,
+        hashes: &[TokenHash],
+        now: DateTime<Utc>,
+        dropped: &mut HashSet<TokenHash, HashKeyed>,
+    ) {
+        let mut gone = Vec::with_capacity(hashes.len());
+        let mut tokens = self.tokens.write(i);
+        for h in hashes {
+            if tokens.get(h).is_some_and(|t| t.is_expired(now)) {
+                gone.extend(tokens.remove(h));
+            }
+        }
+        drop(tokens);
+        dropped.extend(gone.iter().map(|t| t.hash));
+    }
+
+    /// The grants of shard `i` that lost tokens to this purge, and those to
+    /// remove: revoked markers and emptied grants no live code refers to.
+    fn scan_grants(
+        &self,
+        i: usize,
+        referenced: &Referenced,
+        dropped: &HashSet<TokenHash, HashKeyed>,
+    ) -> Vec<GrantId> {
+        let grants = self.grants.read(i);
+        grants
+            .iter()
+            .filter(|(id, e)| match e {
+                GrantEntry::Revoked => !self.is_referenced(referenced, id.as_str().as_bytes()),
+                GrantEntry::Live { tokens, .. } => {
+                    tokens.iter().any(|h| dropped.contains(h))
+                        || (tokens.is_empty()
+                            && !self.is_referenced(referenced, id.as_str().as_bytes()))
+                }
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Forgets the dropped tokens of grants in shard `i` and removes what
+    /// [`Self::scan_grants`] found (looking again: they may have changed);
+    /// adds the emptied grants with a user to `emptied`. Answers how many
+    /// live grants went.
+    fn remove_grants(
+        &self,
+        i: usize,
+        ids: &[GrantId],
+        referenced: &Referenced,
+        dropped: &HashSet<TokenHash, HashKeyed>,
+        emptied: &mut Vec<(usize, GrantRecord)>,
+    ) -> u64 {
+        let mut gone = Vec::new();
+        let mut grants = self.grants.write(i);
+        for id in ids {
+            let remove = match grants.get_mut(id) {
+                None => false,
+                Some(GrantEntry::Revoked) => {
+                    !self.is_referenced(referenced, id.as_str().as_bytes())
+                }
+                Some(GrantEntry::Live { tokens, .. }) => {
+                    tokens.retain(|h| !dropped.contains(h));
+                    tokens.is_empty() && !self.is_referenced(referenced, id.as_str().as_bytes())
+                }
+            };
+            if remove {
+                gone.extend(grants.remove(id));
+            }
+        }
+        drop(grants);
+        let mut live = 0;
+        for entry in gone {
+            if let GrantEntry::Live { record, .. } = entry {
+                live += 1;
+                if let Some(user) = &record.user_id {
+                    emptied.push((self.user_shard(user), record));
+                }
+            }
+        }
+        live
+    }
+}
+
+/// Lets the executor run other tasks (a purge of a large store then never
+/// keeps one worker thread for long). Works with any executor: it wakes
+/// its own task before answering `Pending` once.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 fn has_duplicates(hashes: &[TokenHash]) -> bool {
@@ -819,7 +1051,8 @@ impl GrantStore for MemoryStore {
         grant: &GrantRecord,
         tokens: &[TokenRecord],
     ) -> Result<bool, StoreError> {
-        self.create_grant_sync(grant, tokens)
+        // Cloned before any lock is taken, not under it.
+        self.create_grant_sync(grant.clone(), tokens.to_vec())
     }
 
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), StoreError> {
@@ -885,8 +1118,27 @@ impl TokenStore for MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    /// Holds the code's lock from the take until the grant is stored, so
+    /// that a concurrent replay of the code can only revoke the grant once
+    /// it exists, and a purge cannot drop the code (and with it the revoked
+    /// marker of its grant id) in between. `issue` runs under that lock;
+    /// the grant and tokens it returns are moved into the store, not copied.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        _now: DateTime<Utc>,
+        issue: &CodeIssuer<'_>,
+    ) -> Result<Redemption, StoreError> {
+        self.redeem_code_sync(hash, issue)
+    }
+
+    /// Works one shard at a time: finds what expired under a read lock,
+    /// removes it under the write lock a bounded number of records at a
+    /// time, and yields to the executor between steps, so that purging a
+    /// large store never blocks other calls for long. Records written while
+    /// it runs may wait for the next purge.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<Purged, StoreError> {
-        Ok(self.purge_expired_sync(now))
+        Ok(self.purge(now).await)
     }
 }
 
@@ -1324,5 +1576,281 @@ mod tests {
                 .map(|t| t.grant_id),
             Some(g.id)
         );
+    }
+
+    /// A grant of `user` to `client` with one access token that expires
+    /// at `expires`, stored.
+    async fn grant_expiring(
+        store: &MemoryStore,
+        client: &str,
+        user: &str,
+        expires: DateTime<Utc>,
+    ) -> (GrantRecord, TokenRecord) {
+        let g = grant(client, Some(user));
+        let t = TokenRecord {
+            expires_at: Some(expires),
+            ..token(&g, TokenKind::Access)
+        };
+        assert_eq!(
+            store.create_grant(&g, std::slice::from_ref(&t)).await.ok(),
+            Some(true)
+        );
+        (g, t)
+    }
+
+    fn indexed(store: &MemoryStore, user: &UserId, client: &str) -> Option<HashSet<GrantId>> {
+        let users = store.users.read(store.user_shard(user));
+        users.get(user)?.grants.get(client).cloned()
+    }
+
+    /// Finding M1: one user, one app and many expired grants (the purge
+    /// used to be quadratic in their number, under the user's lock).
+    #[tokio::test]
+    async fn purge_of_many_expired_grants_of_one_user_and_client() {
+        const N: usize = 50_000;
+        let store = MemoryStore::new();
+        let user = UserId::new("u");
+        let profile = Scopes::from_tokens(["profile"]);
+        let later = t0() + TimeDelta::days(1);
+        assert!(store.add_consent(&user, "c", &profile, t0()).await.is_ok());
+        assert!(
+            store
+                .add_consent(&user, "other", &profile, t0() + TimeDelta::seconds(1))
+                .await
+                .is_ok()
+        );
+        let consents = store.list_consents(&user).await.ok();
+        assert_eq!(consents.as_ref().map(Vec::len), Some(2));
+
+        let mut expired = Vec::new();
+        let mut live = Vec::new();
+        for i in 0..N {
+            let (_, t) = grant_expiring(&store, "c", "u", t0() + TimeDelta::hours(1)).await;
+            if i % 1000 == 0 {
+                expired.push(t);
+                // Live grants of the same user and client, among them.
+                live.push(grant_expiring(&store, "c", "u", later).await);
+            }
+        }
+        let other = grant_expiring(&store, "other", "u", later).await;
+        assert_eq!(
+            indexed(&store, &user, "c").map(|s| s.len()),
+            Some(N + live.len())
+        );
+
+        let purged = store.purge_expired(t0() + TimeDelta::hours(2)).await.ok();
+        assert_eq!(
+            purged,
+            Some(Purged {
+                codes: 0,
+                tokens: N as u64,
+                grants: N as u64,
+            })
+        );
+        let want: HashSet<GrantId> = live.iter().map(|(g, _)| g.id.clone()).collect();
+        assert_eq!(indexed(&store, &user, "c"), Some(want));
+        assert_eq!(
+            indexed(&store, &user, "other"),
+            Some(HashSet::from([other.0.id.clone()]))
+        );
+        for t in &expired {
+            assert_eq!(store.token(&t.hash).await.ok(), Some(None));
+        }
+        for (_, t) in live.iter().chain([&other]) {
+            assert_eq!(store.token(&t.hash).await.ok(), Some(Some(t.clone())));
+        }
+        assert_eq!(store.list_consents(&user).await.ok(), consents);
+        // A second purge finds nothing.
+        let purged = store.purge_expired(t0() + TimeDelta::hours(2)).await.ok();
+        assert_eq!(purged, Some(Purged::default()));
+
+        // Revoking the app reaches exactly the grants that are left.
+        assert_eq!(store.revoke_consent(&user, "c").await.ok(), Some(true));
+        for (g, t) in &live {
+            assert_eq!(store.token(&t.hash).await.ok(), Some(None));
+            assert_eq!(store.create_grant(g, &[]).await.ok(), Some(false));
+        }
+        assert_eq!(indexed(&store, &user, "c"), None);
+        assert_eq!(
+            store.token(&other.1.hash).await.ok(),
+            Some(Some(other.1.clone()))
+        );
+        let left = store.list_consents(&user).await.ok().unwrap_or_default();
+        assert_eq!(
+            left.iter()
+                .map(|c| c.client_id.as_str())
+                .collect::<Vec<_>>(),
+            ["other"]
+        );
+        assert_eq!(store.revoke_consent(&user, "other").await.ok(), Some(true));
+        assert!(
+            store
+                .users
+                .read(store.user_shard(&user))
+                .get(&user)
+                .is_none()
+        );
+    }
+
+    /// The purge yields between its steps and holds no lock meanwhile, so
+    /// other calls run in between; a grant it removed and that is created
+    /// again before it unindexes stays in its user's index.
+    #[tokio::test]
+    async fn a_grant_created_again_while_the_purge_runs_stays_indexed() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let store = MemoryStore::new();
+        let user = UserId::new("u");
+        let mut grants = Vec::new();
+        for _ in 0..200 {
+            grants.push(grant_expiring(&store, "c", "u", t0() + TimeDelta::hours(1)).await);
+        }
+        let (again, _) = &grants[0];
+        let fresh = TokenRecord {
+            expires_at: None,
+            ..token(again, TokenKind::Access)
+        };
+        let mut purge = Box::pin(store.purge_expired(t0() + TimeDelta::hours(2)));
+        let mut cx = Context::from_waker(Waker::noop());
+        let (mut polls, mut recreated) = (0, false);
+        let purged = loop {
+            polls += 1;
+            if let Poll::Ready(p) = purge.as_mut().poll(&mut cx) {
+                break p.ok();
+            }
+            let gone = store
+                .grants
+                .read(store.grant_shard(&again.id))
+                .get(&again.id)
+                .is_none();
+            if gone && !recreated {
+                let created = store.create_grant(again, std::slice::from_ref(&fresh));
+                assert_eq!(created.await.ok(), Some(true));
+                recreated = true;
+            }
+        };
+        assert!(recreated, "the purge never let a call in ({polls} polls)");
+        assert_eq!(
+            purged,
+            Some(Purged {
+                codes: 0,
+                tokens: 200,
+                grants: 200,
+            })
+        );
+        assert_eq!(
+            indexed(&store, &user, "c"),
+            Some(HashSet::from([again.id.clone()]))
+        );
+        assert_eq!(store.revoke_consent(&user, "c").await.ok(), Some(true));
+        assert_eq!(store.token(&fresh.hash).await.ok(), Some(None));
+    }
+
+    /// What redeem_code's issuer answers for `code`: its grant and two tokens.
+    fn issued_for(code: &CodeRecord) -> (GrantRecord, Vec<TokenRecord>) {
+        let g = GrantRecord {
+            id: code.grant_id.clone(),
+            client_id: code.client_id.clone(),
+            user_id: Some(code.user_id.clone()),
+            scope: code.scope.clone(),
+            created_at: t0(),
+        };
+        let tokens = [TokenKind::Access, TokenKind::Refresh]
+            .into_iter()
+            .map(|kind| TokenRecord {
+                expires_at: None,
+                ..token(&g, kind)
+            })
+            .collect();
+        (g, tokens)
+    }
+
+    #[tokio::test]
+    async fn redeem_code_keeps_the_code_locked_until_the_grant_is_stored() {
+        use std::sync::TryLockError;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let store = MemoryStore::new();
+        let c = code("c", "u");
+        assert!(store.put_code(&c).await.is_ok());
+        let (g, tokens) = issued_for(&c);
+        let (calls, locked) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let issue = |rec: &CodeRecord| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let shard = &store.codes.0[hash_shard(&rec.hash)].0;
+            if matches!(shard.try_read(), Err(TryLockError::WouldBlock)) {
+                locked.fetch_add(1, Ordering::SeqCst);
+            }
+            assert_eq!(rec, &c);
+            Ok((g.clone(), tokens.clone()))
+        };
+        let answer = store.redeem_code(&c.hash, t0(), &issue).await;
+        assert!(matches!(answer, Ok(Redemption::Issued)), "{answer:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(locked.load(Ordering::SeqCst), 1, "the issuer ran unlocked");
+        for t in &tokens {
+            assert_eq!(store.token(&t.hash).await.ok(), Some(Some(t.clone())));
+        }
+        assert_eq!(
+            indexed(&store, &c.user_id, "c"),
+            Some(HashSet::from([g.id.clone()]))
+        );
+        let again = store.redeem_code(&c.hash, t0(), &issue).await;
+        assert!(
+            matches!(&again, Ok(Redemption::Replayed(id)) if *id == c.grant_id),
+            "{again:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A replay revokes the code's grant and a purge then drops the expired
+    /// code and the revoked marker: whatever the interleaving, the tokens of
+    /// the one redemption never outlive the replay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_replay_and_a_purge_racing_a_redemption_leave_no_tokens() {
+        let store = Arc::new(MemoryStore::new());
+        for _ in 0..200 {
+            let c = code("c", "u");
+            assert!(store.put_code(&c).await.is_ok());
+            let barrier = Arc::new(tokio::sync::Barrier::new(8));
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, barrier, c) = (store.clone(), barrier.clone(), c.clone());
+                    let issued = issued_for(&c);
+                    tokio::spawn(async move {
+                        let tokens = issued.1.clone();
+                        barrier.wait().await;
+                        let issue = |_: &CodeRecord| Ok(issued.clone());
+                        let answer = store.redeem_code(&c.hash, t0(), &issue).await;
+                        if let Ok(Redemption::Replayed(id)) = &answer {
+                            // What the engine does, then a purge after the code expired.
+                            assert!(store.revoke_grant(id).await.is_ok());
+                            let later = c.expires_at + TimeDelta::minutes(1);
+                            assert!(store.purge_expired(later).await.is_ok());
+                        }
+                        (answer, tokens)
+                    })
+                })
+                .collect();
+            let (mut issued, mut replayed, mut all) = (0, 0, Vec::new());
+            for t in tasks {
+                let Ok((answer, tokens)) = within(t).await else {
+                    panic!("task failed")
+                };
+                match answer {
+                    Ok(Redemption::Issued) => issued += 1,
+                    Ok(Redemption::Replayed(_)) => replayed += 1,
+                    Ok(Redemption::Missing) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+                all.extend(tokens);
+            }
+            assert_eq!(issued, 1);
+            assert!(replayed >= 1);
+            for t in &all {
+                assert_eq!(store.token(&t.hash).await.ok(), Some(None));
+            }
+        }
     }
 }
