@@ -1,7 +1,7 @@
 //! doorman: an embeddable OAuth 2.0 authorization server.
 //!
 //! A web app that already has users becomes an OAuth 2.0 provider: it
-//! picks a [`Store`](store::Store) (the [`MemoryStore`] here, `doorman-sqlx`
+//! picks a [`Store`] (the [`MemoryStore`] here, `doorman-sqlx`
 //! for SQLite and PostgreSQL, or its own), answers "who is logged in" with
 //! [`Sessions`], and mounts the endpoints — each an `async fn` from
 //! `http::Request<Bytes>` to `http::Response<Bytes>`, so any web framework

@@ -4,7 +4,7 @@
 //! engine never reads-then-writes a credential: redeeming a code, rotating
 //! a refresh token and revoking a grant are single calls that a store must
 //! make atomic (one SQL statement or transaction, one lock, ...). The
-//! [`testkit`](crate::testkit) (feature `testkit`) checks any store against
+//! testkit (`doorman::testkit`, feature `testkit`) checks any store against
 //! these contracts.
 //!
 //! Stores receive credentials only as [`TokenHash`]es; nothing they are
