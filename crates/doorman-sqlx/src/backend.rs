@@ -4,19 +4,173 @@
 //! Both backends take the same SQL text (`$1`-style parameters work in
 //! SQLite too) and the same Rust types (`i64`, `bool`, `String`,
 //! `Vec<u8>`), so each store operation is written once and the macros
-//! below compile it twice, once per pool type. Only row locking differs:
-//! PostgreSQL runs many writers at once and needs `FOR UPDATE`, while
-//! SQLite has one writer at a time and takes its write lock up front
-//! (`BEGIN IMMEDIATE`).
+//! below compile it twice, once per pool type. Only row locking and write
+//! scheduling differ: PostgreSQL runs many writers at once and needs `FOR
+//! UPDATE`, while SQLite has one writer at a time, so its writes queue
+//! in the process for one writer connection ([`SqliteBackend`]) and take
+//! the database's write lock up front (`BEGIN IMMEDIATE`).
+
+use std::sync::Arc;
 
 use doorman::StoreError;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool, Sqlite, SqlitePool};
 
 /// The pool a [`SqlStore`](crate::SqlStore) runs on.
 #[derive(Clone)]
 pub(crate) enum Backend {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteBackend),
     Postgres(PgPool),
+}
+
+/// SQLite's read pool and its in-process write queue.
+///
+/// SQLite lets one connection write at a time. Left to race, pooled
+/// connections would all run `BEGIN IMMEDIATE` and the losers would sleep
+/// in SQLite's busy handler (a back-off of 1, 2, 5, 10, … ms) while the
+/// lock sat free. Instead every write of this store first takes its turn
+/// on `writer`, a FIFO async mutex, and runs on the connection it guards;
+/// only writers of *other* processes (or pools) sharing the file ever meet
+/// the busy handler (the busy timeout still covers them).
+#[derive(Clone)]
+pub(crate) struct SqliteBackend {
+    /// Reads, and the host's own tables ([`SqlStore::sqlite_pool`](crate::SqlStore::sqlite_pool)).
+    pub read: SqlitePool,
+    /// Held for the whole of every write, from before it takes its
+    /// connection until after it commits. tokio's mutex is fair: writers
+    /// go in the order they arrived.
+    pub writer: Arc<tokio::sync::Mutex<Writer>>,
+}
+
+impl SqliteBackend {
+    /// Reads on `read`; writes on `own`, or on connections of `read` if `None`.
+    pub(crate) fn new(
+        read: SqlitePool,
+        own: Option<(SqliteConnection, SqliteConnectOptions)>,
+    ) -> Self {
+        let writer = match own {
+            Some((conn, options)) => Writer::Own {
+                conn,
+                options: Box::new(options),
+                broken: false,
+            },
+            None => Writer::Pooled,
+        };
+        Self {
+            read,
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        }
+    }
+}
+
+/// The connection SQLite writes run on, behind [`SqliteBackend::writer`].
+pub(crate) enum Writer {
+    /// One connection of the store's own beside the read pool, used by one
+    /// write at a time. Not a pool: a pool checks a connection when it
+    /// comes back (a round trip to its thread) on a task of its own, and the
+    /// next write would wait for both. Its page cache stays warm, as no
+    /// other connection of the process writes.
+    Own {
+        conn: SqliteConnection,
+        /// Opens a new one.
+        options: Box<SqliteConnectOptions>,
+        /// A write lost the connection (its thread or I/O failed): the
+        /// next write closes it and opens a new one. (A write cancelled
+        /// midway needs nothing: sqlx queues the rollback of its
+        /// transaction ahead of the next command.)
+        broken: bool,
+    },
+    /// Writes take a connection of the read pool: for `:memory:` (one
+    /// connection is the whole database) and for a host's pool.
+    Pooled,
+    /// After [`SqlStore::close`](crate::SqlStore::close).
+    Closed,
+}
+
+impl Writer {
+    /// The connection for one write (the caller holds the write turn).
+    pub(crate) async fn lease<'a>(
+        &'a mut self,
+        read: &SqlitePool,
+    ) -> Result<Lease<'a>, StoreError> {
+        match self {
+            Writer::Own {
+                conn,
+                options,
+                broken,
+            } => {
+                if *broken {
+                    let fresh = options.connect().await.map_err(db)?;
+                    // Closing waits for the old connection's thread, so its
+                    // write lock is gone before the fresh one writes.
+                    let _ = std::mem::replace(conn, fresh).close().await;
+                    *broken = false;
+                }
+                Ok(Lease::Own { conn, broken })
+            }
+            Writer::Pooled => Ok(Lease::Pooled(read.acquire().await.map_err(db)?)),
+            Writer::Closed => Err(db(sqlx::Error::PoolClosed)),
+        }
+    }
+
+    /// Closes the store's own connection; later writes fail.
+    pub(crate) async fn close(&mut self) {
+        if let Writer::Own { conn, .. } = std::mem::replace(self, Writer::Closed) {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// A connection for one SQLite write.
+pub(crate) enum Lease<'a> {
+    Own {
+        conn: &'a mut SqliteConnection,
+        broken: &'a mut bool,
+    },
+    Pooled(PoolConnection<Sqlite>),
+}
+
+impl Lease<'_> {
+    /// The write ended with `result`: an error of the connection itself
+    /// has the store's own connection replaced before the next write.
+    pub(crate) fn finish<T>(&mut self, result: &Result<T, StoreError>) {
+        if let Lease::Own { broken, .. } = self {
+            **broken = result.as_ref().is_err_and(is_connection_lost);
+        }
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            Lease::Own { conn, .. } => conn,
+            Lease::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            Lease::Own { conn, .. } => conn,
+            Lease::Pooled(conn) => conn,
+        }
+    }
+}
+
+/// An error that leaves the connection unusable (its thread gone, I/O
+/// failed), as opposed to one of a statement.
+fn is_connection_lost(e: &StoreError) -> bool {
+    let StoreError::Backend(source) = e else {
+        return false;
+    };
+    matches!(
+        source.downcast_ref::<sqlx::Error>(),
+        Some(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_))
+    )
 }
 
 /// SQL whose text differs between the backends.
@@ -88,25 +242,51 @@ pub(crate) const POSTGRES: Dialect = Dialect {
 /// operations makes either unlikely; retrying makes it invisible.
 pub(crate) const ATTEMPTS: u32 = 3;
 
-/// Runs `$body` with a pool: `on_pool!(self.backend, |pool| …)` or
-/// `on_pool!(self.backend, |pool, dialect| …)`. The body is compiled once per
-/// backend.
+/// Runs `$body` with the pool for reads: `on_pool!(self.backend, |pool| …)`.
+/// The body is compiled once per backend. Never for writes (see
+/// [`write_conn!`] and [`write_tx!`]).
 macro_rules! on_pool {
     ($backend:expr, |$pool:ident| $body:expr) => {
         match &$backend {
-            $crate::backend::Backend::Sqlite($pool) => $body,
+            $crate::backend::Backend::Sqlite(sqlite) => {
+                let $pool = &sqlite.read;
+                $body
+            }
             $crate::backend::Backend::Postgres($pool) => $body,
         }
     };
-    ($backend:expr, |$pool:ident, $d:ident| $body:expr) => {
+}
+
+/// Runs `$body` with a connection for writes outside a transaction (for a
+/// single statement, or statements that need not be atomic together):
+/// `write_conn!(self.backend, |conn| { … Ok(x) })`, with `&mut *conn` as
+/// the executor. The body is an async block's contents evaluating to
+/// `Result<T, StoreError>`; `?` and `return` leave the body.
+///
+/// On SQLite the body runs in the process's write queue (see
+/// [`SqliteBackend`]); on PostgreSQL on any pooled connection.
+macro_rules! write_conn {
+    ($backend:expr, |$conn:ident| $body:expr) => {
         match &$backend {
-            $crate::backend::Backend::Sqlite($pool) => {
-                let $d = &$crate::backend::SQLITE;
-                $body
+            $crate::backend::Backend::Sqlite(sqlite) => {
+                let mut writer = sqlite.writer.lock().await;
+                let mut lease = writer.lease(&sqlite.read).await?;
+                let result: ::std::result::Result<_, ::doorman::StoreError> = async {
+                    let $conn = &mut *lease;
+                    $body
+                }
+                .await;
+                lease.finish(&result);
+                result
             }
-            $crate::backend::Backend::Postgres($pool) => {
-                let $d = &$crate::backend::POSTGRES;
-                $body
+            $crate::backend::Backend::Postgres(pool) => {
+                let mut pooled = pool.acquire().await.map_err($crate::backend::db)?;
+                let result: ::std::result::Result<_, ::doorman::StoreError> = async {
+                    let $conn = &mut *pooled;
+                    $body
+                }
+                .await;
+                result
             }
         }
     };
@@ -116,27 +296,40 @@ macro_rules! on_pool {
 ///
 /// The body is an async block's contents evaluating to
 /// `Result<T, StoreError>`; `?` and `return` leave the body. `Ok` commits,
-/// `Err` rolls back. On SQLite the transaction starts with `BEGIN
-/// IMMEDIATE`, so it holds the write lock from the start: concurrent
-/// writers queue on the busy timeout instead of failing when a read lock
-/// cannot be upgraded. On PostgreSQL a deadlock or serialization failure
-/// reruns the body (up to [`ATTEMPTS`] times).
+/// `Err` rolls back. On SQLite the transaction waits for its turn in the
+/// process's write queue (see [`SqliteBackend`]) and then starts with
+/// `BEGIN IMMEDIATE`, so it holds the write lock from the start: writers
+/// of other processes sharing the file wait on the busy timeout instead
+/// of failing when a read lock cannot be upgraded. On PostgreSQL a
+/// deadlock or serialization failure reruns the body (up to [`ATTEMPTS`]
+/// times).
 macro_rules! write_tx {
     ($backend:expr, |$conn:ident, $d:ident| $body:expr) => {
         match &$backend {
-            $crate::backend::Backend::Sqlite(pool) => {
-                $crate::backend::write_tx!(@run pool, "BEGIN IMMEDIATE", $crate::backend::SQLITE, |$conn, $d| $body)
+            $crate::backend::Backend::Sqlite(sqlite) => {
+                let mut writer = sqlite.writer.lock().await;
+                let mut lease = writer.lease(&sqlite.read).await?;
+                let result = $crate::backend::write_tx!(
+                    @run ::sqlx::Connection::begin_with(&mut *lease, "BEGIN IMMEDIATE"),
+                    $crate::backend::SQLITE,
+                    |$conn, $d| $body
+                );
+                lease.finish(&result);
+                result
             }
             $crate::backend::Backend::Postgres(pool) => {
-                $crate::backend::write_tx!(@run pool, "BEGIN", $crate::backend::POSTGRES, |$conn, $d| $body)
+                $crate::backend::write_tx!(@run pool.begin_with("BEGIN"), $crate::backend::POSTGRES, |$conn, $d| $body)
             }
         }
     };
-    (@run $pool:ident, $begin:literal, $dialect:path, |$conn:ident, $d:ident| $body:expr) => {{
+    (@run $begin:expr, $dialect:path, |$conn:ident, $d:ident| $body:expr) => {{
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tx = $pool.begin_with($begin).await.map_err($crate::backend::db)?;
+            let mut tx = match $begin.await {
+                Ok(tx) => tx,
+                Err(e) => break Err($crate::backend::db(e)),
+            };
             let result: ::std::result::Result<_, ::doorman::StoreError> = async {
                 let $conn = &mut *tx;
                 let $d = &$dialect;
@@ -144,10 +337,10 @@ macro_rules! write_tx {
             }
             .await;
             match result {
-                Ok(value) => {
-                    tx.commit().await.map_err($crate::backend::db)?;
-                    break Ok(value);
-                }
+                Ok(value) => match tx.commit().await {
+                    Ok(()) => break Ok(value),
+                    Err(e) => break Err($crate::backend::db(e)),
+                },
                 Err(e) if attempt < $crate::backend::ATTEMPTS && $crate::backend::is_transient(&e) => continue,
                 Err(e) => break Err(e),
             }
@@ -155,7 +348,7 @@ macro_rules! write_tx {
     }};
 }
 
-pub(crate) use {on_pool, write_tx};
+pub(crate) use {on_pool, write_conn, write_tx};
 
 /// Wraps a database error.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use doorman::{Client, ClientStore, StoreError};
 
 use crate::SqlStore;
-use crate::backend::{conflict, db, on_pool, write_tx};
+use crate::backend::{conflict, db, on_pool, write_conn, write_tx};
 use crate::rows::{ClientRow, client_cols, client_from_row};
 
 #[async_trait]
@@ -26,7 +26,7 @@ impl ClientStore for SqlStore {
 
     async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
         let c = client_cols(client)?;
-        let done = on_pool!(self.backend, |pool| {
+        let done = write_conn!(self.backend, |conn| {
             sqlx::query(
                 "INSERT INTO doorman_clients (client_id, secret_hash, name, description, redirect_uris, scope, \
                  grant_types, trusted, released_claims, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -42,17 +42,17 @@ impl ClientStore for SqlStore {
             .bind(client.trusted)
             .bind(c.released_claims)
             .bind(c.created_at)
-            .execute(pool)
+            .execute(&mut *conn)
             .await
-            .map_err(conflict("a client with this id exists"))?
-            .rows_affected()
-        });
+            .map_err(conflict("a client with this id exists"))
+            .map(|done| done.rows_affected())
+        })?;
         Ok(done == 1)
     }
 
     async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
         let c = client_cols(client)?;
-        let done = on_pool!(self.backend, |pool| {
+        let done = write_conn!(self.backend, |conn| {
             sqlx::query(
                 "UPDATE doorman_clients SET secret_hash = $2, name = $3, description = $4, redirect_uris = $5, \
                  scope = $6, grant_types = $7, trusted = $8, released_claims = $9, created_at = $10 \
@@ -68,11 +68,11 @@ impl ClientStore for SqlStore {
             .bind(client.trusted)
             .bind(c.released_claims)
             .bind(c.created_at)
-            .execute(pool)
+            .execute(&mut *conn)
             .await
-            .map_err(db)?
-            .rows_affected()
-        });
+            .map_err(db)
+            .map(|done| done.rows_affected())
+        })?;
         Ok(done > 0)
     }
 

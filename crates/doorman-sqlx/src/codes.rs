@@ -2,18 +2,22 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use doorman::{CodeRecord, CodeStore, CodeTake, GrantId, StoreError, TokenHash};
+use doorman::{
+    CodeIssuer, CodeRecord, CodeStore, CodeTake, GrantId, Redemption, StoreError, TokenHash,
+};
 
 use crate::SqlStore;
-use crate::backend::{conflict, db, on_pool};
+use crate::backend::{conflict, db, write_conn, write_tx};
+use crate::grants::insert_grant;
 use crate::rows::{CodeRow, code_from_row, scope_text, secs};
+use crate::tokens::insert_tokens;
 
 #[async_trait]
 impl CodeStore for SqlStore {
     /// Refuses (with [`StoreError::Conflict`]) a hash that is stored
     /// already: overwriting a used code's tombstone would allow a replay.
     async fn put_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
-        on_pool!(self.backend, |pool| {
+        write_conn!(self.backend, |conn| {
             sqlx::query(
                 "INSERT INTO doorman_codes (hash, grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, \
                  scope, code_challenge, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -28,11 +32,11 @@ impl CodeStore for SqlStore {
             .bind(code.code_challenge.as_deref())
             .bind(secs(code.issued_at))
             .bind(secs(code.expires_at))
-            .execute(pool)
+            .execute(&mut *conn)
             .await
             .map_err(conflict("a code with this hash exists"))?;
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     /// One `UPDATE … WHERE consumed_at IS NULL RETURNING …` consumes the
@@ -49,29 +53,90 @@ impl CodeStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<CodeTake, StoreError> {
         let key = &hash.0[..];
-        on_pool!(self.backend, |pool| {
+        write_conn!(self.backend, |conn| {
             // `fetch_all`, not `fetch_optional`: the statement runs to
-            // completion before the connection goes back to the pool.
-            let taken: Vec<CodeRow> = sqlx::query_as(
-                "UPDATE doorman_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL \
-                 RETURNING grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, scope, \
-                 code_challenge, issued_at, expires_at",
-            )
-            .bind(key)
-            .bind(secs(now))
-            .fetch_all(pool)
-            .await
-            .map_err(db)?;
+            // completion before the connection is used again.
+            let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
+                .bind(key)
+                .bind(secs(now))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
             if let Some(row) = taken.into_iter().next() {
                 return Ok(CodeTake::Taken(code_from_row(*hash, row)?));
             }
-            let used: Option<String> =
-                sqlx::query_scalar("SELECT grant_id FROM doorman_codes WHERE hash = $1")
-                    .bind(key)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(db)?;
+            let used: Option<String> = sqlx::query_scalar(USED_CODE)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
             Ok(used.map_or(CodeTake::Missing, |g| CodeTake::Replayed(GrantId(g))))
         })
     }
+}
+
+/// Consumes a code: matches only while `consumed_at IS NULL`, so of any
+/// number of concurrent callers, on any connection or process, exactly one
+/// gets the row back. `$1` the hash, `$2` the time.
+const TAKE_CODE: &str = "UPDATE doorman_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL \
+     RETURNING grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, scope, \
+     code_challenge, issued_at, expires_at";
+
+/// The grant id of a stored code (used, after [`TAKE_CODE`] matched nothing).
+const USED_CODE: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1";
+
+/// [`Store::redeem_code`](doorman::Store::redeem_code) in one write
+/// transaction: take the code, ask `issue`, store the grant and its tokens.
+///
+/// - Unknown or used code: as [`CodeStore::take_code`], `issue` is not
+///   called and nothing is written.
+/// - `issue` refuses: the consumption alone commits → `Refused`.
+/// - The grant id exists (a revoked marker left by a concurrent replay):
+///   the consumption alone commits → `Revoked`.
+/// - Otherwise the grant row and all its tokens (one multi-row `INSERT`)
+///   commit with the consumption → `Issued`.
+///
+/// A store error (a token naming another grant, a token hash stored
+/// already, a lost connection) rolls everything back, the consumption
+/// too: nothing was issued, and the code stays redeemable. On PostgreSQL
+/// a transaction aborted as a deadlock victim is run again, calling `issue`
+/// again; what the last call answered is what is stored.
+pub(crate) async fn redeem(
+    store: &SqlStore,
+    hash: &TokenHash,
+    now: DateTime<Utc>,
+    issue: &CodeIssuer<'_>,
+) -> Result<Redemption, StoreError> {
+    let key = &hash.0[..];
+    write_tx!(store.backend, |conn, _d| {
+        let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
+            .bind(key)
+            .bind(secs(now))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        let Some(row) = taken.into_iter().next() else {
+            let used: Option<String> = sqlx::query_scalar(USED_CODE)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+            return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
+        };
+        let record = code_from_row(*hash, row)?;
+        let (grant, tokens) = match issue(&record) {
+            Ok(issued) => issued,
+            Err(refusal) => return Ok(Redemption::Refused(refusal)),
+        };
+        if tokens.iter().any(|t| t.grant_id != grant.id) {
+            return Err(StoreError::Conflict(
+                "a token names another grant than the one created",
+            ));
+        }
+        if !insert_grant!(conn, &grant) {
+            return Ok(Redemption::Revoked);
+        }
+        insert_tokens!(conn, &tokens);
+        Ok(Redemption::Issued)
+    })
 }

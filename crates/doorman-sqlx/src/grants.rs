@@ -17,6 +17,33 @@ use crate::backend::{db, on_pool, write_tx};
 use crate::rows::{ConsentRow, consent_from_row, scope_text, secs, union_text};
 use crate::tokens::insert_tokens;
 
+/// Inserts `$grant` (a `&GrantRecord`) on `$conn` inside a write
+/// transaction, unless a grant or a revoked marker with its id exists
+/// (`INSERT … ON CONFLICT (id) DO NOTHING`; on PostgreSQL this waits for a
+/// concurrent transaction writing that id). Evaluates to whether the row
+/// was inserted.
+macro_rules! insert_grant {
+    ($conn:ident, $grant:expr) => {{
+        let grant: &::doorman::GrantRecord = $grant;
+        sqlx::query(
+            "INSERT INTO doorman_grants (id, client_id, user_id, scope, created_at, revoked) \
+             VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(grant.id.as_str())
+        .bind(&grant.client_id)
+        .bind(grant.user_id.as_ref().map(::doorman::UserId::as_str))
+        .bind($crate::rows::scope_text(&grant.scope))
+        .bind($crate::rows::secs(grant.created_at))
+        .execute(&mut *$conn)
+        .await
+        .map_err($crate::backend::db)?
+        .rows_affected()
+            == 1
+    }};
+}
+
+pub(crate) use insert_grant;
+
 #[async_trait]
 impl GrantStore for SqlStore {
     /// One transaction: `INSERT … ON CONFLICT (id) DO NOTHING` of the
@@ -35,20 +62,7 @@ impl GrantStore for SqlStore {
             ));
         }
         write_tx!(self.backend, |conn, _d| {
-            let created = sqlx::query(
-                "INSERT INTO doorman_grants (id, client_id, user_id, scope, created_at, revoked) \
-                 VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(grant.id.as_str())
-            .bind(&grant.client_id)
-            .bind(grant.user_id.as_ref().map(UserId::as_str))
-            .bind(scope_text(&grant.scope))
-            .bind(secs(grant.created_at))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?
-            .rows_affected();
-            if created == 0 {
+            if !insert_grant!(conn, grant) {
                 return Ok(false);
             }
             insert_tokens!(conn, tokens);

@@ -24,12 +24,15 @@
 //! ([`doorman::store`]) on either backend:
 //!
 //! - **SQLite** is the embedded default: one file, WAL mode, `synchronous =
-//!   NORMAL`, a busy timeout, and every multi-statement write in a `BEGIN
-//!   IMMEDIATE` transaction, so a burst of concurrent writers — from this
-//!   process or others sharing the file — queues for the write lock
-//!   instead of failing. Each write is one transaction, so a crash never
-//!   leaves a half-issued grant (after a power loss `NORMAL` may lose the
-//!   last commits, never half of one).
+//!   NORMAL`, a pool of readers and one writer connection beside it. The
+//!   store's writes queue in the process, first come first served, and run
+//!   one at a time on the writer, so a burst of concurrent writers never
+//!   races for SQLite's write lock nor sleeps in its busy handler. Every
+//!   multi-statement write is one `BEGIN IMMEDIATE` transaction, and the
+//!   busy timeout still makes writers of *other* processes sharing the
+//!   file wait for the lock instead of failing. A crash never leaves a
+//!   half-issued grant (after a power loss `NORMAL` may lose the last
+//!   commits, never half of one).
 //! - **PostgreSQL** serves many app instances sharing one database. Writes
 //!   that must not interleave (rotating a refresh token, revoking or
 //!   creating a grant) lock the grant's row first, so whichever commits
@@ -38,7 +41,10 @@
 //! Every compare-and-set of the store contracts is one SQL statement or
 //! one transaction: a code is consumed by `UPDATE … WHERE consumed_at IS
 //! NULL RETURNING …`, so of any number of concurrent redemptions, over any
-//! number of pools and processes, exactly one wins. Codes, tokens and
+//! number of pools and processes, exactly one wins. A code exchange
+//! ([`Store::redeem_code`](doorman::Store::redeem_code)) is one write
+//! transaction: the code consumed, the grant and its tokens inserted (the
+//! tokens by one multi-row `INSERT`). Codes, tokens and
 //! client secrets are stored only as their SHA-256 hashes (32-byte blobs,
 //! the primary keys), so validating a bearer token is one indexed lookup
 //! and one round trip (pooled connections are checked when they are
@@ -69,11 +75,12 @@ use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
 use doorman::StoreError;
+use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-use crate::backend::{Backend, db};
+use crate::backend::{Backend, SqliteBackend, db};
 pub use crate::options::SqlStoreOptions;
 
 /// A [`doorman::Store`] on SQLite or PostgreSQL.
@@ -137,12 +144,13 @@ impl SqlStore {
         if !mode_given {
             connect = connect.create_if_missing(true);
         }
-        let mut pool = SqlitePoolOptions::new()
+        let pool = SqlitePoolOptions::new()
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false);
-        pool = if in_memory {
+        let readers = if in_memory {
             // Every connection to `:memory:` would otherwise be its own
-            // database, and the last one closing would drop it.
+            // database, and the last one closing would drop it. Reads and
+            // writes share this one connection.
             pool.max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -160,10 +168,36 @@ impl SqlStore {
         // in WAL mode this never happens again; until then, try again.
         let deadline = Instant::now() + options.busy_timeout;
         loop {
-            let opened = match pool.clone().connect_with(connect.clone()).await {
-                Ok(pool) => Self::from_sqlite_pool(pool).await,
-                Err(e) => Err(db(e)),
-            };
+            let opened = async {
+                let read = readers.clone().connect_with(connect.clone()).await;
+                let read = read.map_err(db)?;
+                // The writer (see `backend::SqliteBackend`): a connection
+                // of its own beside the pool, except on `:memory:`.
+                let own = if in_memory {
+                    None
+                } else {
+                    match connect.connect().await {
+                        Ok(conn) => Some((conn, connect.clone())),
+                        Err(e) => {
+                            read.close().await;
+                            return Err(db(e));
+                        }
+                    }
+                };
+                let store = Self {
+                    backend: Backend::Sqlite(SqliteBackend::new(read, own)),
+                };
+                match migrate::run(&store.backend).await {
+                    Ok(_) => Ok(store),
+                    Err(e) => {
+                        // Before a retry, or a failed connect: no
+                        // connection of this attempt lingers on the file.
+                        store.close().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
             match opened {
                 Err(e) if backend::is_busy(&e) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -196,9 +230,14 @@ impl SqlStore {
     /// The pool should be in WAL mode with a busy timeout (as
     /// [`SqlStore::connect`] sets up), or concurrent writers may fail
     /// with `database is locked`.
+    ///
+    /// The store's own writes queue in the process and run one at a time
+    /// on this pool; writes the host makes through the pool do not join
+    /// that queue, so they may wait in SQLite's busy handler while the
+    /// store writes (and make the store's writes wait there).
     pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         let store = Self {
-            backend: Backend::Sqlite(pool),
+            backend: Backend::Sqlite(SqliteBackend::new(pool, None)),
         };
         migrate::run(&store.backend).await?;
         Ok(store)
@@ -223,9 +262,14 @@ impl SqlStore {
     }
 
     /// The SQLite pool, for the host's own tables; `None` on PostgreSQL.
+    ///
+    /// On a file this is the pool the store reads on; its own writes run
+    /// on one more connection beside it, in a queue of their own. The
+    /// host's writes through this pool do not join that queue: they may
+    /// wait in SQLite's busy handler while the store writes.
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.backend {
-            Backend::Sqlite(pool) => Some(pool),
+            Backend::Sqlite(sqlite) => Some(&sqlite.read),
             Backend::Postgres(_) => None,
         }
     }
@@ -258,12 +302,36 @@ impl SqlStore {
     /// Every clone of the store is closed with it; calls made afterwards
     /// fail.
     pub async fn close(&self) {
-        backend::on_pool!(self.backend, |pool| pool.close().await);
+        match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                // After the write in progress, if any: the writer's turn.
+                sqlite.writer.lock().await.close().await;
+                sqlite.read.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl doorman::Store for SqlStore {
+    /// One write transaction: the code is taken by the same statement as
+    /// [`take_code`](doorman::CodeStore::take_code), `issue` runs inside
+    /// the transaction, and the grant (unless its id was revoked:
+    /// `Revoked`) and all its tokens are inserted before the commit. A
+    /// refusal by `issue` commits the consumption alone. A store error
+    /// rolls everything back, the consumption too. On SQLite this is one
+    /// turn in the write queue instead of two; on PostgreSQL one
+    /// transaction instead of two.
+    async fn redeem_code(
+        &self,
+        hash: &doorman::TokenHash,
+        now: chrono::DateTime<chrono::Utc>,
+        issue: &doorman::CodeIssuer<'_>,
+    ) -> Result<doorman::Redemption, StoreError> {
+        codes::redeem(self, hash, now, issue).await
+    }
+
     /// Deletes codes and tokens with `expires_at <= now`, then grants and
     /// revoked markers that no token and no code refers to. On PostgreSQL
     /// rows locked by a transaction in flight are skipped (and taken by the

@@ -20,15 +20,15 @@ pub struct SqlStoreOptions {
 }
 
 impl SqlStoreOptions {
-    /// Default pool size on SQLite: readers run in parallel under WAL,
-    /// writers take turns anyway.
+    /// Default pool size on SQLite: readers run in parallel under WAL.
+    /// Writes take turns on one more connection of their own.
     pub const SQLITE_CONNECTIONS: u32 = 8;
     /// Default pool size on PostgreSQL, per store (per app instance).
     pub const POSTGRES_CONNECTIONS: u32 = 32;
 
-    /// The defaults: 8 connections on SQLite (1 for `:memory:`), 32 on
-    /// PostgreSQL; a 10 s SQLite busy timeout; a 30 s wait for a free
-    /// connection.
+    /// The defaults: 8 reading connections and 1 writing on a SQLite file
+    /// (1 in all for `:memory:`), 32 on PostgreSQL; a 10 s SQLite busy
+    /// timeout; a 30 s wait for a free connection.
     pub fn new() -> Self {
         Self {
             max_connections: None,
@@ -38,15 +38,18 @@ impl SqlStoreOptions {
     }
 
     /// The most connections the pool opens (ignored for SQLite `:memory:`,
-    /// which needs exactly one).
+    /// which needs exactly one). On a SQLite file this is the pool for
+    /// reads; the writer connection beside it is one more.
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n.max(1));
         self
     }
 
-    /// SQLite only: how long a writer waits for another to finish before
-    /// failing with `database is locked`.
+    /// SQLite only: how long a write waits for a writer of another
+    /// process (or of another pool on the same file) to finish before
+    /// failing with `database is locked`. The store's own writes queue in
+    /// the process and never wait here for each other.
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;

@@ -5,33 +5,63 @@ use chrono::{DateTime, Utc};
 use doorman::{Purged, Rotation, StoreError, TokenHash, TokenKind, TokenRecord, TokenStore};
 
 use crate::SqlStore;
-use crate::backend::{db, on_pool, write_tx};
+use crate::backend::{db, on_pool, write_conn, write_tx};
 use crate::rows::{TokenRow, kind_text, secs, token_from_row};
 
 /// Inserts `$tokens` (a `&[TokenRecord]`) on `$conn` inside a write
-/// transaction; a hash that exists fails the transaction with
-/// [`StoreError::Conflict`].
+/// transaction, all in one multi-row `INSERT` (none for an empty slice);
+/// a hash that exists fails the transaction with [`StoreError::Conflict`].
 macro_rules! insert_tokens {
-    ($conn:ident, $tokens:expr) => {
-        for t in $tokens {
-            sqlx::query(
-                "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, issued_at, \
-                 expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&t.hash.0[..])
-            .bind($crate::rows::kind_text(t.kind))
-            .bind(t.grant_id.as_str())
-            .bind(&t.client_id)
-            .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
-            .bind($crate::rows::scope_text(&t.scope))
-            .bind($crate::rows::secs(t.issued_at))
-            .bind(t.expires_at.map($crate::rows::secs))
-            .bind(t.consumed_at.map($crate::rows::secs))
-            .execute(&mut *$conn)
-            .await
-            .map_err($crate::backend::conflict("a token with this hash exists"))?;
+    ($conn:ident, $tokens:expr) => {{
+        let tokens: &[::doorman::TokenRecord] = $tokens;
+        if !tokens.is_empty() {
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe($crate::tokens::insert_tokens_sql(
+                tokens.len(),
+            )));
+            for t in tokens {
+                insert = insert
+                    .bind(&t.hash.0[..])
+                    .bind($crate::rows::kind_text(t.kind))
+                    .bind(t.grant_id.as_str())
+                    .bind(&t.client_id)
+                    .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
+                    .bind($crate::rows::scope_text(&t.scope))
+                    .bind($crate::rows::secs(t.issued_at))
+                    .bind(t.expires_at.map($crate::rows::secs))
+                    .bind(t.consumed_at.map($crate::rows::secs));
+            }
+            insert
+                .execute(&mut *$conn)
+                .await
+                .map_err($crate::backend::conflict("a token with this hash exists"))?;
         }
-    };
+    }};
+}
+
+/// Columns of a token row, in the order [`insert_tokens!`] binds them.
+const TOKEN_COLUMNS: usize = 9;
+
+/// `INSERT INTO doorman_tokens … VALUES ($1, …, $9), ($10, …), …` for
+/// `rows` rows. Only numbered placeholders are generated: nothing of a
+/// record reaches the SQL text.
+pub(crate) fn insert_tokens_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(160 + rows * 48);
+    sql.push_str(
+        "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, issued_at, \
+         expires_at, consumed_at) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..TOKEN_COLUMNS {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * TOKEN_COLUMNS + col + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 pub(crate) use insert_tokens;
@@ -151,14 +181,14 @@ impl TokenStore for SqlStore {
     }
 
     async fn delete_token(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        let n = on_pool!(self.backend, |pool| {
+        let n = write_conn!(self.backend, |conn| {
             sqlx::query("DELETE FROM doorman_tokens WHERE hash = $1")
                 .bind(&hash.0[..])
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
-                .map_err(db)?
-                .rows_affected()
-        });
+                .map_err(db)
+                .map(|done| done.rows_affected())
+        })?;
         Ok(n > 0)
     }
 }
@@ -191,4 +221,27 @@ pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged
             grants,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_multi_row_insert_numbers_every_placeholder_once() {
+        let one = insert_tokens_sql(1);
+        assert!(
+            one.ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+            "{one}"
+        );
+        let three = insert_tokens_sql(3);
+        assert!(
+            three.ends_with(
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9), \
+                 ($10, $11, $12, $13, $14, $15, $16, $17, $18), \
+                 ($19, $20, $21, $22, $23, $24, $25, $26, $27)"
+            ),
+            "{three}"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use doorman::{
-    ClientStore, CodeStore, CodeTake, GrantStore, Rotation, TokenKind, TokenStore, UserId,
+    ClientStore, CodeStore, CodeTake, GrantStore, Rotation, Store, TokenKind, TokenStore, UserId,
 };
 use doorman_sqlx::{SqlStore, SqlStoreOptions};
 
@@ -202,28 +202,10 @@ async fn concurrent_first_connects_migrate_once() {
     let Some(url) = pg_url("concurrent_first_connects_migrate_once") else {
         return;
     };
-    let admin = pg_store(&url).await;
-    let pool = admin.pg_pool().expect("pg").clone();
-    let name = format!("doorman_migrate_{}", unique());
-    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-    {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "doorman-sqlx: PostgreSQL test `concurrent_first_connects_migrate_once` skipped: cannot create a database ({e})"
-        );
+    let Some(db) = PrivateDb::create(&url, "migrate").await else {
         return;
-    }
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    let fresh = match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     };
+    let fresh = db.url.clone();
 
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..6 {
@@ -249,11 +231,154 @@ async fn concurrent_first_connects_migrate_once() {
     for s in &stores {
         s.close().await;
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redeem_code_store_errors_write_nothing() {
+    let Some(url) = pg_url("redeem_code_store_errors_write_nothing") else {
+        return;
+    };
+    let store = pg_store(&url).await;
+    check_redeem_code_store_errors_write_nothing(&store).await;
+    store.close().await;
+}
+
+/// A code exchange is one transaction, and a grant's tokens one statement:
+/// triggers (in a database of the test's own) log the transaction id of
+/// every code consumed and grant inserted, and of every `INSERT` statement
+/// on the tokens table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_code_exchange_is_one_transaction_and_one_token_insert() {
+    let Some(url) = pg_url("a_code_exchange_is_one_transaction_and_one_token_insert") else {
+        return;
+    };
+    let Some(db) = PrivateDb::create(&url, "xact").await else {
+        return;
+    };
+    let store = pg_store(&db.url).await;
+    let pool = store.pg_pool().expect("pg").clone();
+    sqlx::raw_sql(
+        "CREATE TABLE xact_log (seq BIGSERIAL PRIMARY KEY, tbl TEXT NOT NULL, xid XID8 NOT NULL);
+         CREATE FUNCTION log_xact() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO xact_log (tbl, xid) VALUES (TG_TABLE_NAME, pg_current_xact_id());
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER log_codes AFTER UPDATE ON doorman_codes
+             FOR EACH ROW EXECUTE FUNCTION log_xact();
+         CREATE TRIGGER log_grants AFTER INSERT ON doorman_grants
+             FOR EACH ROW EXECUTE FUNCTION log_xact();
+         CREATE TRIGGER log_tokens AFTER INSERT ON doorman_tokens
+             FOR EACH STATEMENT EXECUTE FUNCTION log_xact();",
+    )
     .execute(&pool)
     .await
-    .expect("drop the test database");
-    admin.close().await;
+    .expect("triggers");
+    let log = || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT tbl, xid::text FROM xact_log ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .expect("log");
+        sqlx::query("DELETE FROM xact_log")
+            .execute(&pool)
+            .await
+            .expect("clear");
+        rows
+    };
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let user = UserId::new("frank");
+
+    // Issued: the code, the grant and both tokens in one transaction.
+    let c = code(&app, &user, random_hash());
+    store.put_code(&c).await.expect("put");
+    let mut g = grant(&app, Some(&user));
+    g.id = c.grant_id.clone();
+    let tokens = vec![
+        token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        ),
+        token(&g, TokenKind::Refresh, random_hash(), None),
+    ];
+    let issued = store
+        .redeem_code(&c.hash, now(), &|_| Ok((g.clone(), tokens.clone())))
+        .await
+        .expect("redeem");
+    assert!(matches!(issued, doorman::Redemption::Issued), "{issued:?}");
+    let rows = log().await;
+    let tables: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        tables,
+        ["doorman_codes", "doorman_grants", "doorman_tokens"]
+    );
+    assert!(
+        rows.iter().all(|(_, x)| *x == rows[0].1),
+        "one transaction: {rows:?}"
+    );
+
+    // Refused: the consumption alone.
+    let refused = code(&app, &user, random_hash());
+    store.put_code(&refused).await.expect("put");
+    let answer = store
+        .redeem_code(&refused.hash, now(), &|_| {
+            Err(doorman::OAuthError::invalid_grant("no"))
+        })
+        .await
+        .expect("redeem");
+    assert!(
+        matches!(answer, doorman::Redemption::Refused(_)),
+        "{answer:?}"
+    );
+    let rows = log().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "doorman_codes");
+
+    // create_grant and rotate_refresh: one token statement each.
+    let g = grant(&app, Some(&user));
+    let r = token(&g, TokenKind::Refresh, random_hash(), None);
+    let first = [
+        token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        ),
+        r.clone(),
+    ];
+    assert!(store.create_grant(&g, &first).await.expect("grant"));
+    let next = [
+        token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        ),
+        token(&g, TokenKind::Refresh, random_hash(), None),
+    ];
+    assert_eq!(
+        store
+            .rotate_refresh(&r.hash, now(), now() + TimeDelta::minutes(1), &next)
+            .await
+            .expect("rotate"),
+        Rotation::Rotated
+    );
+    for t in first.iter().chain(&next) {
+        assert!(store.token(&t.hash).await.expect("token").is_some());
+    }
+    let rows = log().await;
+    let tables: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        tables,
+        ["doorman_grants", "doorman_tokens", "doorman_tokens"]
+    );
+    assert_eq!(rows[0].1, rows[1].1, "create_grant is one transaction");
+    assert_ne!(rows[1].1, rows[2].1);
+
+    store.close().await;
+    db.drop_db().await;
 }

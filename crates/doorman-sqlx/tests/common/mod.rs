@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use doorman::{
-    Client, CodeRecord, CodeStore, CodeTake, GrantId, GrantRecord, GrantType, Scopes, TokenHash,
-    TokenKind, TokenRecord, UserId,
+    Client, ClientStore, CodeRecord, CodeStore, CodeTake, GrantId, GrantRecord, GrantStore,
+    GrantType, Redemption, Scopes, Store, StoreError, TokenHash, TokenKind, TokenRecord,
+    TokenStore, UserId,
 };
 use doorman_sqlx::{SqlStore, SqlStoreOptions};
 
@@ -92,6 +93,133 @@ pub async fn pg_store(url: &str) -> SqlStore {
     SqlStore::connect_with(url, SqlStoreOptions::new().max_connections(12))
         .await
         .expect("connect to PostgreSQL")
+}
+
+/// A PostgreSQL database of the test's own, created on the server of
+/// `url` and dropped by [`PrivateDb::drop_db`]: for tests that change the
+/// schema or need a database no other test writes to. `None` (after
+/// saying why on stderr) if the server refuses to create one.
+pub struct PrivateDb {
+    admin: SqlStore,
+    name: String,
+    /// The URL of the new database.
+    pub url: String,
+}
+
+impl PrivateDb {
+    pub async fn create(url: &str, test: &str) -> Option<Self> {
+        let admin = pg_store(url).await;
+        let name = format!(
+            "doorman_{}_{}",
+            test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            unique()
+        );
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(admin.pg_pool().expect("pg"))
+            .await;
+        if let Err(e) = created {
+            let _ = writeln!(
+                std::io::stderr(),
+                "doorman-sqlx: PostgreSQL test `{test}` skipped: cannot create a database ({e})"
+            );
+            admin.close().await;
+            return None;
+        }
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url, None), |(b, q)| (b, Some(q)));
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        Some(Self { admin, name, url })
+    }
+
+    /// Drops the database, closing whatever is still connected to it.
+    pub async fn drop_db(self) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(self.admin.pg_pool().expect("pg"))
+        .await
+        .expect("drop the test database");
+        self.admin.close().await;
+    }
+}
+
+/// `redeem_code` is all or nothing when the store fails: an issuer whose
+/// tokens cannot be stored (one names another grant; one's hash is stored
+/// already) gets the error, no grant and no token is written, and the code
+/// is not consumed (a later redemption issues).
+pub async fn check_redeem_code_store_errors_write_nothing(store: &SqlStore) {
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let user = UserId::new("erin");
+    let c = code(&app, &user, random_hash());
+    store.put_code(&c).await.expect("put");
+    let mut g = grant(&app, Some(&user));
+    g.id = c.grant_id.clone();
+
+    // A token of another grant.
+    let stray = token(
+        &grant(&app, Some(&user)),
+        TokenKind::Access,
+        random_hash(),
+        None,
+    );
+    let good = token(&g, TokenKind::Refresh, random_hash(), None);
+    let err = store
+        .redeem_code(&c.hash, now(), &|_| {
+            Ok((g.clone(), vec![good.clone(), stray.clone()]))
+        })
+        .await
+        .expect_err("a token of another grant");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // A token hash that is stored already (by another grant).
+    let other = grant(&app, None);
+    let taken = token(&other, TokenKind::Access, random_hash(), None);
+    assert!(
+        store
+            .create_grant(&other, std::slice::from_ref(&taken))
+            .await
+            .expect("other grant")
+    );
+    let mut clash = taken.clone();
+    clash.grant_id = g.id.clone();
+    let err = store
+        .redeem_code(&c.hash, now(), &|_| {
+            Ok((g.clone(), vec![good.clone(), clash.clone()]))
+        })
+        .await
+        .expect_err("a token hash stored already");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.token(&good.hash).await.expect("token"), None);
+    assert_eq!(store.token(&stray.hash).await.expect("token"), None);
+    assert_eq!(
+        store.token(&taken.hash).await.expect("token"),
+        Some(taken.clone()),
+        "the clashing token is the other grant's, untouched"
+    );
+
+    // Nothing was written: the code redeems, the grant is created.
+    let fresh = token(&g, TokenKind::Access, random_hash(), None);
+    let issued = store
+        .redeem_code(&c.hash, now(), &|rec| {
+            assert_eq!(rec, &c);
+            Ok((g.clone(), vec![fresh.clone(), good.clone()]))
+        })
+        .await
+        .expect("redeem");
+    assert!(matches!(issued, Redemption::Issued), "{issued:?}");
+    assert_eq!(store.token(&fresh.hash).await.expect("token"), Some(fresh));
+    assert_eq!(store.token(&good.hash).await.expect("token"), Some(good));
+    assert!(
+        !store.create_grant(&g, &[]).await.expect("again"),
+        "the grant exists"
+    );
+    assert!(store.delete_client(&app.client_id).await.expect("cleanup"));
 }
 
 /// Now, in whole seconds (what SQL stores keep).
