@@ -54,6 +54,7 @@ impl SqliteBackend {
                 conn,
                 options: Box::new(options),
                 broken: false,
+                open: false,
             },
             None => Writer::Pooled,
         };
@@ -76,10 +77,15 @@ pub(crate) enum Writer {
         /// Opens a new one.
         options: Box<SqliteConnectOptions>,
         /// A write lost the connection (its thread or I/O failed): the
-        /// next write closes it and opens a new one. (A write cancelled
-        /// midway needs nothing: sqlx queues the rollback of its
-        /// transaction ahead of the next command.)
+        /// next write closes it and opens a new one. (A [`write_tx!`]
+        /// cancelled midway needs nothing: sqlx queues the rollback of its
+        /// transaction ahead of the next command; see `open` for a
+        /// [`sqlite_script!`].)
         broken: bool,
+        /// A [`sqlite_script!`] began a transaction in SQL and did not see
+        /// it end (its future was dropped midway): sqlx knows nothing of
+        /// that transaction, so the next write rolls it back first.
+        open: bool,
     },
     /// Writes take a connection of the read pool: for `:memory:` (one
     /// connection is the whole database) and for a host's pool.
@@ -99,7 +105,14 @@ impl Writer {
                 conn,
                 options,
                 broken,
+                open,
             } => {
+                if *open {
+                    // Cleared only once the rollback ran: this write may
+                    // be dropped too.
+                    *broken |= !rollback(conn).await;
+                    *open = false;
+                }
                 if *broken {
                     let fresh = options.connect().await.map_err(db)?;
                     // Closing waits for the old connection's thread, so its
@@ -107,11 +120,17 @@ impl Writer {
                     let _ = std::mem::replace(conn, fresh).close().await;
                     *broken = false;
                 }
-                Ok(Lease::Own { conn, broken })
+                Ok(Lease::Own { conn, broken, open })
             }
             Writer::Pooled => Ok(Lease::Pooled(read.acquire().await.map_err(db)?)),
             Writer::Closed => Err(db(sqlx::Error::PoolClosed)),
         }
+    }
+
+    /// Whether writes run on the store's own connection, where
+    /// [`sqlite_script!`] may run.
+    pub(crate) fn is_own(&self) -> bool {
+        matches!(self, Writer::Own { .. })
     }
 
     /// Closes the store's own connection; later writes fail.
@@ -127,6 +146,7 @@ pub(crate) enum Lease<'a> {
     Own {
         conn: &'a mut SqliteConnection,
         broken: &'a mut bool,
+        open: &'a mut bool,
     },
     Pooled(PoolConnection<Sqlite>),
 }
@@ -136,8 +156,37 @@ impl Lease<'_> {
     /// has the store's own connection replaced before the next write.
     pub(crate) fn finish<T>(&mut self, result: &Result<T, StoreError>) {
         if let Lease::Own { broken, .. } = self {
-            **broken = result.as_ref().is_err_and(is_connection_lost);
+            **broken |= result.as_ref().is_err_and(is_connection_lost);
         }
+    }
+
+    /// A [`sqlite_script!`] is about to begin a transaction in SQL, or has
+    /// seen it end (`false`).
+    pub(crate) fn set_open(&mut self, now_open: bool) {
+        if let Lease::Own { open, .. } = self {
+            **open = now_open;
+        }
+    }
+
+    /// Ends whatever transaction a failed [`sqlite_script!`] left open; a
+    /// connection that cannot is replaced before the next write.
+    pub(crate) async fn roll_back(&mut self) {
+        if let Lease::Own { conn, broken, open } = self {
+            **broken |= !rollback(conn).await;
+            **open = false;
+        }
+    }
+}
+
+/// `ROLLBACK` on `conn`, which sqlx may not know to be in a transaction:
+/// whether the connection is now outside any ("no transaction is active"
+/// counts as success).
+async fn rollback(conn: &mut SqliteConnection) -> bool {
+    use sqlx::Executor as _;
+    match conn.execute("ROLLBACK").await {
+        Ok(_) => true,
+        Err(sqlx::Error::Database(d)) => d.message().contains("no transaction is active"),
+        Err(_) => false,
     }
 }
 
@@ -348,7 +397,57 @@ macro_rules! write_tx {
     }};
 }
 
-pub(crate) use {on_pool, write_conn, write_tx};
+/// On SQLite with the store's own writer connection, runs `$body` in the
+/// write queue as a transaction the body's SQL begins and commits itself:
+/// `sqlite_script!(self.backend, |conn| { … Ok(x) })` evaluates to
+/// `Some(result)`, or to `None` on PostgreSQL and on a pooled SQLite
+/// writer (the caller then runs its [`write_tx!`] form).
+///
+/// Why: every statement is a round trip to the connection's thread, and
+/// on SQLite the single writer is the bottleneck. One query string may
+/// hold several statements (numbered parameters index one shared list),
+/// so `BEGIN IMMEDIATE; INSERT …; INSERT …; COMMIT` costs one round trip
+/// instead of four.
+///
+/// sqlx does not track a transaction begun in SQL, so this macro does: an
+/// `Err` from the body issues `ROLLBACK` (whichever statement failed), and
+/// a body dropped midway leaves the writer marked open, to be rolled back
+/// before the next write. Only `execute` and `fetch_all` may run a script
+/// (`fetch_optional` would stop it after its first row).
+macro_rules! sqlite_script {
+    ($backend:expr, |$conn:ident| $body:expr) => {
+        match &$backend {
+            $crate::backend::Backend::Sqlite(sqlite) => {
+                let mut writer = sqlite.writer.lock().await;
+                if writer.is_own() {
+                    Some(match writer.lease(&sqlite.read).await {
+                        Ok(mut lease) => {
+                            lease.set_open(true);
+                            let result: ::std::result::Result<_, ::doorman::StoreError> = async {
+                                let $conn: &mut ::sqlx::SqliteConnection = &mut *lease;
+                                $body
+                            }
+                            .await;
+                            if result.is_ok() {
+                                lease.set_open(false);
+                            } else {
+                                lease.roll_back().await;
+                            }
+                            lease.finish(&result);
+                            result
+                        }
+                        Err(e) => Err(e),
+                    })
+                } else {
+                    None
+                }
+            }
+            $crate::backend::Backend::Postgres(_) => None,
+        }
+    };
+}
+
+pub(crate) use {on_pool, sqlite_script, write_conn, write_tx};
 
 /// Wraps a database error.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {

@@ -7,10 +7,10 @@ use doorman::{
 };
 
 use crate::SqlStore;
-use crate::backend::{conflict, db, write_conn, write_tx};
+use crate::backend::{conflict, db, sqlite_script, write_conn, write_tx};
 use crate::grants::insert_grant;
 use crate::rows::{CodeRow, code_from_row, scope_text, secs};
-use crate::tokens::insert_tokens;
+use crate::tokens::{bind_grant_and_tokens, grant_script, insert_tokens};
 
 #[async_trait]
 impl CodeStore for SqlStore {
@@ -85,6 +85,15 @@ const TAKE_CODE: &str = "UPDATE doorman_codes SET consumed_at = $2 WHERE hash = 
 /// The grant id of a stored code (used, after [`TAKE_CODE`] matched nothing).
 const USED_CODE: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1";
 
+/// [`TAKE_CODE`] as the first statement of an SQLite write transaction.
+const BEGIN_TAKE_CODE: &str = "BEGIN IMMEDIATE; UPDATE doorman_codes SET consumed_at = $2 \
+     WHERE hash = $1 AND consumed_at IS NULL \
+     RETURNING grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, scope, \
+     code_challenge, issued_at, expires_at";
+
+/// [`USED_CODE`], then the end of the transaction [`BEGIN_TAKE_CODE`] began.
+const USED_CODE_COMMIT: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1; COMMIT";
+
 /// [`Store::redeem_code`](doorman::Store::redeem_code) in one write
 /// transaction: take the code, ask `issue`, store the grant and its tokens.
 ///
@@ -101,6 +110,11 @@ const USED_CODE: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1";
 /// too: nothing was issued, and the code stays redeemable. On PostgreSQL
 /// a transaction aborted as a deadlock victim is run again, calling `issue`
 /// again; what the last call answered is what is stored.
+///
+/// On SQLite's own writer the transaction is two scripts, two round trips
+/// (see [`sqlite_script!`](crate::backend::sqlite_script)): `BEGIN
+/// IMMEDIATE` with the code's consumption, then, after `issue`, the
+/// grant, its tokens and `COMMIT` ([`grant_script`]).
 pub(crate) async fn redeem(
     store: &SqlStore,
     hash: &TokenHash,
@@ -108,6 +122,55 @@ pub(crate) async fn redeem(
     issue: &CodeIssuer<'_>,
 ) -> Result<Redemption, StoreError> {
     let key = &hash.0[..];
+    let script = sqlite_script!(store.backend, |conn| {
+        let taken: Vec<CodeRow> = sqlx::query_as(BEGIN_TAKE_CODE)
+            .bind(key)
+            .bind(secs(now))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        let Some(row) = taken.into_iter().next() else {
+            // Nothing was written: the read and the end in one trip.
+            let used: Vec<String> = sqlx::query_scalar(USED_CODE_COMMIT)
+                .bind(key)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+            return Ok(used
+                .into_iter()
+                .next()
+                .map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
+        };
+        let record = code_from_row(*hash, row)?;
+        let (grant, tokens) = match issue(&record) {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                return Ok(Redemption::Refused(refusal));
+            }
+        };
+        if tokens.iter().any(|t| t.grant_id != grant.id) {
+            return Err(StoreError::Conflict(
+                "a token names another grant than the one created",
+            ));
+        }
+        let sql = sqlx::AssertSqlSafe(grant_script(false, tokens.len()));
+        let inserted = bind_grant_and_tokens!(sqlx::query(sql), &grant, &tokens)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(conflict("a token with this hash exists"))?;
+        Ok(if inserted.is_empty() {
+            Redemption::Revoked
+        } else {
+            Redemption::Issued
+        })
+    });
+    if let Some(result) = script {
+        return result;
+    }
     write_tx!(store.backend, |conn, _d| {
         let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
             .bind(key)

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use doorman::{Consent, GrantId, GrantRecord, GrantStore, Scopes, StoreError, TokenRecord, UserId};
 
 use crate::SqlStore;
-use crate::backend::{db, on_pool, write_tx};
+use crate::backend::{conflict, db, on_pool, sqlite_script, write_tx};
 use crate::rows::{ConsentRow, consent_from_row, scope_text, secs, union_text};
-use crate::tokens::insert_tokens;
+use crate::tokens::{bind_grant_and_tokens, grant_script, insert_tokens};
 
 /// Inserts `$grant` (a `&GrantRecord`) on `$conn` inside a write
 /// transaction, unless a grant or a revoked marker with its id exists
@@ -50,7 +50,8 @@ impl GrantStore for SqlStore {
     /// grant (a live grant or a revoked marker with this id makes it a
     /// no-op, answered `Ok(false)`), then the tokens. A token hash that is
     /// stored already fails the call with [`StoreError::Conflict`] and
-    /// writes nothing.
+    /// writes nothing. On SQLite's own writer the whole transaction is one
+    /// script, one round trip (`tokens::grant_script`).
     async fn create_grant(
         &self,
         grant: &GrantRecord,
@@ -60,6 +61,17 @@ impl GrantStore for SqlStore {
             return Err(StoreError::Conflict(
                 "a token names another grant than the one created",
             ));
+        }
+        let script = sqlite_script!(self.backend, |conn| {
+            let sql = sqlx::AssertSqlSafe(grant_script(true, tokens.len()));
+            let inserted = bind_grant_and_tokens!(sqlx::query(sql), grant, tokens)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(conflict("a token with this hash exists"))?;
+            Ok(!inserted.is_empty())
+        });
+        if let Some(result) = script {
+            return result;
         }
         write_tx!(self.backend, |conn, _d| {
             if !insert_grant!(conn, grant) {

@@ -46,10 +46,17 @@ const TOKEN_COLUMNS: usize = 9;
 /// record reaches the SQL text.
 pub(crate) fn insert_tokens_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(160 + rows * 48);
-    sql.push_str(
-        "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, issued_at, \
-         expires_at, consumed_at) VALUES ",
-    );
+    sql.push_str(INSERT_TOKENS);
+    sql.push_str("VALUES ");
+    push_token_values(&mut sql, rows, 1);
+    sql
+}
+
+const INSERT_TOKENS: &str = "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, \
+     issued_at, expires_at, consumed_at) ";
+
+/// `($first, …), (…), …`: `rows` rows of [`TOKEN_COLUMNS`] placeholders.
+fn push_token_values(sql: &mut String, rows: usize, first: usize) {
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..TOKEN_COLUMNS {
@@ -57,12 +64,72 @@ pub(crate) fn insert_tokens_sql(rows: usize) -> String {
                 sql.push_str(", ");
             }
             sql.push('$');
-            sql.push_str(&(row * TOKEN_COLUMNS + col + 1).to_string());
+            sql.push_str(&(first + row * TOKEN_COLUMNS + col).to_string());
         }
         sql.push(')');
     }
+}
+
+/// The SQLite script (see [`sqlite_script!`](crate::backend::sqlite_script))
+/// storing a grant and its `rows` tokens in one round trip, ending with
+/// `COMMIT`, and beginning with `BEGIN IMMEDIATE` if `begin`. `$1`…`$5`
+/// are the grant's columns as [`insert_grant!`](crate::grants::insert_grant)
+/// binds them, then the tokens' from `$6` as [`insert_tokens!`] binds them.
+///
+/// The grant's `INSERT … ON CONFLICT (id) DO NOTHING RETURNING 1` answers
+/// a row only if it inserted one; the tokens' `INSERT … SELECT` keeps its
+/// rows only if that statement changed a row (`changes()`, which SQLite
+/// updates when a statement completes), so a live grant or a revoked
+/// marker with this id leaves the transaction writing nothing more. A
+/// stored token hash fails the script before its `COMMIT`.
+pub(crate) fn grant_script(begin: bool, rows: usize) -> String {
+    let mut sql = String::with_capacity(400 + rows * 48);
+    if begin {
+        sql.push_str("BEGIN IMMEDIATE; ");
+    }
+    sql.push_str(
+        "INSERT INTO doorman_grants (id, client_id, user_id, scope, created_at, revoked) \
+         VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (id) DO NOTHING RETURNING 1; ",
+    );
+    if rows > 0 {
+        sql.push_str(INSERT_TOKENS);
+        sql.push_str("SELECT * FROM (VALUES ");
+        push_token_values(&mut sql, rows, 6);
+        sql.push_str(") WHERE changes() = 1; ");
+    }
+    sql.push_str("COMMIT");
     sql
 }
+
+/// Binds `$grant` (a `&GrantRecord`) and then `$tokens` (a
+/// `&[TokenRecord]`) to `$query`, in the order of [`grant_script`].
+macro_rules! bind_grant_and_tokens {
+    ($query:expr, $grant:expr, $tokens:expr) => {{
+        let grant: &::doorman::GrantRecord = $grant;
+        let tokens: &[::doorman::TokenRecord] = $tokens;
+        let mut query = $query
+            .bind(grant.id.as_str())
+            .bind(&grant.client_id)
+            .bind(grant.user_id.as_ref().map(::doorman::UserId::as_str))
+            .bind($crate::rows::scope_text(&grant.scope))
+            .bind($crate::rows::secs(grant.created_at));
+        for t in tokens {
+            query = query
+                .bind(&t.hash.0[..])
+                .bind($crate::rows::kind_text(t.kind))
+                .bind(t.grant_id.as_str())
+                .bind(&t.client_id)
+                .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
+                .bind($crate::rows::scope_text(&t.scope))
+                .bind($crate::rows::secs(t.issued_at))
+                .bind(t.expires_at.map($crate::rows::secs))
+                .bind(t.consumed_at.map($crate::rows::secs));
+        }
+        query
+    }};
+}
+
+pub(crate) use bind_grant_and_tokens;
 
 pub(crate) use insert_tokens;
 
@@ -226,6 +293,26 @@ pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grant_script_numbers_the_tokens_after_the_grant() {
+        let two = grant_script(true, 2);
+        assert!(
+            two.starts_with("BEGIN IMMEDIATE; INSERT INTO doorman_grants"),
+            "{two}"
+        );
+        assert!(two.contains("VALUES ($1, $2, $3, $4, $5, FALSE)"), "{two}");
+        assert!(
+            two.ends_with(
+                "SELECT * FROM (VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14), \
+                 ($15, $16, $17, $18, $19, $20, $21, $22, $23)) WHERE changes() = 1; COMMIT"
+            ),
+            "{two}"
+        );
+        let none = grant_script(false, 0);
+        assert!(none.starts_with("INSERT INTO doorman_grants"), "{none}");
+        assert!(none.ends_with("RETURNING 1; COMMIT"), "{none}");
+    }
 
     #[test]
     fn the_multi_row_insert_numbers_every_placeholder_once() {

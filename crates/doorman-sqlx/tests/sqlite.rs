@@ -685,6 +685,74 @@ async fn a_cancelled_write_leaves_nothing_open() {
     store.close().await;
 }
 
+/// The same for `redeem_code`, whose transaction spans two round trips
+/// with the issuer between them: a redemption cancelled anywhere leaves
+/// no transaction open, and either the code used with the grant's tokens
+/// stored, or the code still redeemable and no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_redemption_leaves_nothing_open() {
+    use std::future::Future as _;
+    use std::task::Poll;
+
+    let db = TempDb::new("cancel-redeem");
+    let store = SqlStore::connect_with(
+        &db.url(),
+        SqlStoreOptions::new().busy_timeout(std::time::Duration::ZERO),
+    )
+    .await
+    .expect("connect");
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let user = UserId::new("heidi");
+    let (mut whole, mut none) = (0, 0);
+    for polls in 1..=60 {
+        let c = code(&app, &user, random_hash());
+        store.put_code(&c).await.expect("put_code");
+        let mut g = grant(&app, Some(&user));
+        g.id = c.grant_id.clone();
+        let a = token(&g, TokenKind::Access, random_hash(), None);
+        let r = token(&g, TokenKind::Refresh, random_hash(), None);
+        let tokens = vec![a.clone(), r.clone()];
+        {
+            let issue = |_: &doorman::CodeRecord| Ok((g.clone(), tokens.clone()));
+            let mut redeem = Box::pin(store.redeem_code(&c.hash, now(), &issue));
+            for _ in 0..polls {
+                let poll = std::future::poll_fn(|cx| Poll::Ready(redeem.as_mut().poll(cx))).await;
+                if poll.is_ready() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        // The next writes: they wait for whatever the cancelled one left.
+        let next = grant(&app, None);
+        assert!(
+            store
+                .create_grant(
+                    &next,
+                    &[token(&next, TokenKind::Access, random_hash(), None)]
+                )
+                .await
+                .expect("create_grant after a cancelled redemption")
+        );
+        let stored = (
+            store.token(&a.hash).await.expect("token"),
+            store.token(&r.hash).await.expect("token"),
+        );
+        let take = store.take_code(&c.hash, now()).await.expect("take_code");
+        match (stored, take) {
+            ((Some(x), Some(y)), CodeTake::Replayed(id)) if x == a && y == r && id == g.id => {
+                whole += 1
+            }
+            ((None, None), CodeTake::Taken(_)) => none += 1,
+            other => panic!("a cancelled redeem_code left {other:?}"),
+        }
+    }
+    assert_eq!(whole + none, 60);
+    assert!(none > 0, "no redemption was cancelled");
+    store.close().await;
+}
+
 /// One of the writers of [`writes_of_one_store_never_meet_the_busy_handler`]:
 /// every kind of store write, and reads of what it wrote.
 async fn mixed_writes(
