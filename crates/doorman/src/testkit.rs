@@ -566,6 +566,7 @@ pub async fn check_grant_creation(store: &dyn Store) {
         );
     }
 
+    anchor_code(store, R, &client, &grant.id).await;
     ok(R, store.revoke_grant(&grant.id).await);
     let after = grant_tokens(&grant, base);
     ensure_eq(
@@ -585,6 +586,7 @@ pub async fn check_grant_creation(store: &dyn Store) {
 
     // A replayed code revokes its grant id before the grant exists.
     let unborn = grant_record(&client, Some(&user), base);
+    anchor_code(store, R, &client, &unborn.id).await;
     ok(R, store.revoke_grant(&unborn.id).await);
     let unborn_tokens = grant_tokens(&unborn, base);
     ensure_eq(
@@ -616,6 +618,7 @@ pub async fn check_rotation(store: &dyn Store) {
     let client = fresh_client(store, R, base).await;
     let user = random_user();
     let grant = grant_record(&client, Some(&user), base);
+    anchor_code(store, R, &client, &grant.id).await;
     let g = &grant;
     let a_never = token_record(g, TokenKind::Access, base, None);
     let a_long = token_record(g, TokenKind::Access, base, Some(base + TimeDelta::hours(2)));
@@ -905,6 +908,7 @@ pub async fn check_revocation_races(store: &dyn Store) {
     let user = random_user();
     for round in 0..8 {
         let (grant, tokens) = fresh_grant(store, R, &client, Some(&user), base).await;
+        anchor_code(store, R, &client, &grant.id).await;
         let new = grant_tokens(&grant, base);
         let mut both: Vec<BoxFuture<'_, ()>> = vec![
             Box::pin(async {
@@ -932,6 +936,7 @@ pub async fn check_revocation_races(store: &dyn Store) {
         }
 
         let grant = grant_record(&client, Some(&user), base);
+        anchor_code(store, R, &client, &grant.id).await;
         let tokens = grant_tokens(&grant, base);
         let mut both: Vec<BoxFuture<'_, ()>> = vec![
             Box::pin(async {
@@ -1588,6 +1593,20 @@ fn code_record(client: &Client, user: &UserId, base: DateTime<Utc>) -> CodeRecor
         issued_at: base,
         expires_at: base + TimeDelta::hours(1) + TimeDelta::minutes(10),
     }
+}
+
+/// Puts a live code that refers to `grant_id`, as every grant id the engine
+/// revokes before or after creation comes from a code. The store keeps a
+/// revoked marker only while a code refers to it (see
+/// [`Store::purge_expired`]), so without this a `purge_expired` running
+/// concurrently on a shared store could rightly drop the marker that a
+/// check is about to test.
+async fn anchor_code(store: &dyn Store, rule: &str, client: &Client, grant_id: &GrantId) {
+    let code = CodeRecord {
+        grant_id: grant_id.clone(),
+        ..code_record(client, &random_user(), base_time())
+    };
+    ok(rule, store.put_code(&code).await);
 }
 
 fn grant_record(client: &Client, user: Option<&UserId>, base: DateTime<Utc>) -> GrantRecord {

@@ -26,6 +26,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 
@@ -67,6 +68,10 @@ pub struct MemoryStore {
     users: Shards<HashMap<UserId, UserEntry>>,
     /// Picks the shard of a string key; random per store.
     keys: RandomState,
+    /// How many purges have started: a grant entry remembers the count at
+    /// its insertion, and a purge only drops entries inserted before it
+    /// scanned the codes (see [`GrantEntry`]).
+    purges: AtomicU64,
 }
 
 type TokenMap = HashMap<TokenHash, TokenRecord, HashKeyed>;
@@ -82,6 +87,7 @@ impl MemoryStore {
             tokens: Shards::new(),
             users: Shards::new(),
             keys: RandomState::new(),
+            purges: AtomicU64::new(0),
         }
     }
 }
@@ -356,13 +362,23 @@ fn corrupt() -> StoreError {
 }
 
 /// A grant, or the marker a revoked grant leaves.
+///
+/// `since` is [`MemoryStore::purges`] when the entry was inserted. A purge
+/// first collects the grant ids that live codes refer to, then (having
+/// yielded many times) drops unreferenced markers and empty grants; an
+/// entry inserted after that collection began may belong to a code the
+/// purge has not seen, so only entries with `since` below the purge's own
+/// number go.
 enum GrantEntry {
     Live {
         record: GrantRecord,
         /// Hashes of its tokens: the cascade index for revocation.
         tokens: Vec<TokenHash>,
+        since: u64,
     },
-    Revoked,
+    Revoked {
+        since: u64,
+    },
 }
 
 /// What the store knows per user: consents, and live grants per client
@@ -400,8 +416,9 @@ impl MemoryStore {
     /// Marks `id` revoked and deletes its tokens; the caller holds the
     /// grant's shard. Answers the grant's record if it was live.
     fn revoke_locked(&self, grants: &mut GrantMap, id: &GrantId) -> Option<GrantRecord> {
-        match grants.insert(id.clone(), GrantEntry::Revoked) {
-            Some(GrantEntry::Live { record, tokens }) => {
+        let since = self.purges.load(Ordering::SeqCst);
+        match grants.insert(id.clone(), GrantEntry::Revoked { since }) {
+            Some(GrantEntry::Live { record, tokens, .. }) => {
                 let mut locks = self.lock_tokens(&tokens);
                 for h in &tokens {
                     locks.remove(h);
@@ -509,11 +526,13 @@ impl MemoryStore {
                 .or_default()
                 .insert(grant.id.clone());
         }
+        let since = self.purges.load(Ordering::SeqCst);
         grants.insert(
             grant.id.clone(),
             GrantEntry::Live {
                 record: grant,
                 tokens: hashes,
+                since,
             },
         );
         Ok(true)
@@ -588,7 +607,8 @@ impl MemoryStore {
             }
             locks.remove(old);
             drop(locks);
-            let record = match grants.insert(grant_id, GrantEntry::Revoked) {
+            let since = self.purges.load(Ordering::SeqCst);
+            let record = match grants.insert(grant_id, GrantEntry::Revoked { since }) {
                 Some(GrantEntry::Live { record, .. }) => Some(record),
                 _ => None,
             };
@@ -773,6 +793,9 @@ type Referenced = HashSet<u64>;
 impl MemoryStore {
     async fn purge(&self, now: DateTime<Utc>) -> Purged {
         let mut purged = Purged::default();
+        // This purge's number: grant entries inserted from now on are not
+        // its to drop (it may not see their codes).
+        let epoch = self.purges.fetch_add(1, Ordering::SeqCst) + 1;
         // Grants (and revoked markers) some live code refers to stay.
         let mut referenced = Referenced::new();
         for i in 0..SHARDS {
@@ -794,9 +817,10 @@ impl MemoryStore {
         // (user shard, grant) of every emptied grant with a user.
         let mut emptied = Vec::new();
         for i in 0..SHARDS {
-            let candidates = self.scan_grants(i, &referenced, &dropped);
+            let candidates = self.scan_grants(i, epoch, &referenced, &dropped);
             for chunk in candidates.chunks(PURGE_CHUNK) {
-                purged.grants += self.remove_grants(i, chunk, &referenced, &dropped, &mut emptied);
+                purged.grants +=
+                    self.remove_grants(i, chunk, epoch, &referenced, &dropped, &mut emptied);
                 yield_now().await;
             }
         }
@@ -896,6 +920,7 @@ impl MemoryStore {
     fn scan_grants(
         &self,
         i: usize,
+        epoch: u64,
         referenced: &Referenced,
         dropped: &HashSet<TokenHash, HashKeyed>,
     ) -> Vec<GrantId> {
@@ -903,10 +928,13 @@ impl MemoryStore {
         grants
             .iter()
             .filter(|(id, e)| match e {
-                GrantEntry::Revoked => !self.is_referenced(referenced, id.as_str().as_bytes()),
-                GrantEntry::Live { tokens, .. } => {
+                GrantEntry::Revoked { since } => {
+                    *since < epoch && !self.is_referenced(referenced, id.as_str().as_bytes())
+                }
+                GrantEntry::Live { tokens, since, .. } => {
                     tokens.iter().any(|h| dropped.contains(h))
                         || (tokens.is_empty()
+                            && *since < epoch
                             && !self.is_referenced(referenced, id.as_str().as_bytes()))
                 }
             })
@@ -922,6 +950,7 @@ impl MemoryStore {
         &self,
         i: usize,
         ids: &[GrantId],
+        epoch: u64,
         referenced: &Referenced,
         dropped: &HashSet<TokenHash, HashKeyed>,
         emptied: &mut Vec<(usize, GrantRecord)>,
@@ -931,12 +960,14 @@ impl MemoryStore {
         for id in ids {
             let remove = match grants.get_mut(id) {
                 None => false,
-                Some(GrantEntry::Revoked) => {
-                    !self.is_referenced(referenced, id.as_str().as_bytes())
+                Some(GrantEntry::Revoked { since }) => {
+                    *since < epoch && !self.is_referenced(referenced, id.as_str().as_bytes())
                 }
-                Some(GrantEntry::Live { tokens, .. }) => {
+                Some(GrantEntry::Live { tokens, since, .. }) => {
                     tokens.retain(|h| !dropped.contains(h));
-                    tokens.is_empty() && !self.is_referenced(referenced, id.as_str().as_bytes())
+                    tokens.is_empty()
+                        && *since < epoch
+                        && !self.is_referenced(referenced, id.as_str().as_bytes())
                 }
             };
             if remove {
@@ -1745,6 +1776,49 @@ mod tests {
         );
         assert_eq!(store.revoke_consent(&user, "c").await.ok(), Some(true));
         assert_eq!(store.token(&fresh.hash).await.ok(), Some(None));
+    }
+
+    /// A marker made while the purge runs, after it collected the grant ids
+    /// live codes refer to, belongs to a code the purge has not seen: it
+    /// stays (a replay's revocation must not be undone by a purge).
+    #[tokio::test]
+    async fn a_grant_revoked_while_the_purge_runs_stays_revoked() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let store = MemoryStore::new();
+        for _ in 0..2000 {
+            assert!(store.put_code(&code("c", "u")).await.is_ok());
+        }
+        let live_code = CodeRecord {
+            expires_at: t0() + TimeDelta::hours(3),
+            ..code("c", "u")
+        };
+        let marked = live_code.grant_id.clone();
+        let mut purge = Box::pin(store.purge_expired(t0() + TimeDelta::hours(2)));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut revoked = false;
+        let purged = loop {
+            if let Poll::Ready(p) = purge.as_mut().poll(&mut cx) {
+                break p.ok();
+            }
+            let codes_left: usize = (0..SHARDS).map(|i| store.codes.read(i).len()).sum();
+            if codes_left == 0 && !revoked {
+                // The code step is over: a code arrives and is replayed.
+                assert!(store.put_code(&live_code).await.is_ok());
+                assert!(store.revoke_grant(&marked).await.is_ok());
+                revoked = true;
+            }
+        };
+        assert!(revoked, "the purge never let a call in after its code step");
+        assert_eq!(purged.map(|p| p.codes), Some(2000));
+        let (g, tokens) = issued_for(&live_code);
+        assert_eq!(store.create_grant(&g, &tokens).await.ok(), Some(false));
+        assert_eq!(store.token(&tokens[0].hash).await.ok(), Some(None));
+        // Its code expired and purged, the marker goes with the next purge.
+        let later = t0() + TimeDelta::hours(4);
+        assert!(store.purge_expired(later).await.is_ok());
+        assert_eq!(store.create_grant(&g, &tokens).await.ok(), Some(true));
     }
 
     /// What redeem_code's issuer answers for `code`: its grant and two tokens.
