@@ -69,9 +69,9 @@ mod convert;
 mod trace;
 
 pub use bearer::Bearer;
+pub use convert::{into_response, read_request};
 /// The scope types of [`Bearer`], shared with every adapter (from the core).
 pub use doorman::{AnyScope, RequiredScope, required_scope};
-pub use convert::{into_response, read_request};
 pub use trace::trace_request;
 
 use axum::Router;
