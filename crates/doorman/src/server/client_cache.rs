@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::hash::RandomState;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -28,6 +29,10 @@ pub(crate) struct ClientCache {
     ttl: TimeDelta,
     shards: Vec<Shard>,
     keys: RandomState,
+    /// Bumped by every [`ClientCache::forget`]: a record read from the
+    /// store while a change was being made is not cached (it may be the
+    /// old one).
+    generation: AtomicU64,
 }
 
 impl ClientCache {
@@ -36,7 +41,13 @@ impl ClientCache {
             ttl,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             keys: RandomState::new(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Take this before reading the store; pass it to [`ClientCache::put`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -59,12 +70,20 @@ impl ClientCache {
         (now >= *read_at && now - *read_at < self.ttl).then(|| client.clone())
     }
 
-    /// Remembers a client read from the store at `now`.
-    pub(crate) fn put(&self, client: Arc<Client>, now: DateTime<Utc>) {
+    /// Remembers a client read from the store at `now`, unless a client
+    /// was forgotten since `generation` was taken (the read may have raced
+    /// a change made through this server).
+    pub(crate) fn put(&self, client: Arc<Client>, now: DateTime<Utc>, generation: u64) {
         if !self.enabled() {
             return;
         }
         if let Ok(mut shard) = self.shard(&client.client_id).write() {
+            // Checked under the shard lock: `forget` bumps the generation
+            // before it takes the lock, so a forget that ran after this
+            // check removes the entry afterwards.
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
             if shard.len() >= SHARD_CAPACITY && !shard.contains_key(&client.client_id) {
                 shard.retain(|_, (_, read_at)| now >= *read_at && now - *read_at < self.ttl);
                 if shard.len() >= SHARD_CAPACITY {
@@ -77,6 +96,7 @@ impl ClientCache {
 
     /// Drops a client (changed or deleted through this server).
     pub(crate) fn forget(&self, client_id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut shard) = self.shard(client_id).write() {
             shard.remove(client_id);
         }
@@ -107,7 +127,7 @@ mod tests {
     fn entries_live_for_the_ttl_only() {
         let t0 = DateTime::UNIX_EPOCH + TimeDelta::days(1);
         let cache = ClientCache::new(TimeDelta::seconds(5));
-        cache.put(client("a", "A"), t0);
+        cache.put(client("a", "A"), t0, cache.generation());
         assert_eq!(cache.get("a", t0).map(|c| c.name.clone()), Some("A".into()));
         assert!(cache.get("a", t0 + TimeDelta::milliseconds(4999)).is_some());
         assert!(cache.get("a", t0 + TimeDelta::seconds(5)).is_none());
@@ -120,12 +140,28 @@ mod tests {
     fn forget_and_disabled() {
         let t0 = DateTime::UNIX_EPOCH;
         let cache = ClientCache::new(TimeDelta::seconds(5));
-        cache.put(client("a", "A"), t0);
+        cache.put(client("a", "A"), t0, cache.generation());
         cache.forget("a");
         assert!(cache.get("a", t0).is_none());
         let off = ClientCache::new(TimeDelta::zero());
-        off.put(client("a", "A"), t0);
+        off.put(client("a", "A"), t0, off.generation());
         assert!(off.get("a", t0).is_none());
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_is_not_cached() {
+        let t0 = DateTime::UNIX_EPOCH;
+        let cache = ClientCache::new(TimeDelta::seconds(5));
+        let before = cache.generation();
+        // ... the store read happens here, while the client is changed:
+        cache.forget("a");
+        cache.put(client("a", "old"), t0, before);
+        assert!(cache.get("a", t0).is_none());
+        cache.put(client("a", "new"), t0, cache.generation());
+        assert_eq!(
+            cache.get("a", t0).map(|c| c.name.clone()),
+            Some("new".into())
+        );
     }
 
     #[test]
@@ -133,7 +169,7 @@ mod tests {
         let t0 = DateTime::UNIX_EPOCH;
         let cache = ClientCache::new(TimeDelta::hours(1));
         for i in 0..(SHARDS * SHARD_CAPACITY * 3) {
-            cache.put(client(&format!("c{i}"), "x"), t0);
+            cache.put(client(&format!("c{i}"), "x"), t0, cache.generation());
         }
         let total: usize = cache
             .shards

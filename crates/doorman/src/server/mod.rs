@@ -192,11 +192,12 @@ impl AuthorizationServer {
         if let Some(c) = self.inner.clients.get(client_id, now) {
             return Ok(Some(c));
         }
+        let generation = self.inner.clients.generation();
         let Some(client) = self.inner.store.client(client_id).await? else {
             return Ok(None);
         };
         let client = Arc::new(client);
-        self.inner.clients.put(client.clone(), now);
+        self.inner.clients.put(client.clone(), now, generation);
         Ok(Some(client))
     }
 
@@ -206,7 +207,8 @@ impl AuthorizationServer {
     pub async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
         self.inner.clients.forget(&client.client_id);
         let updated = self.inner.store.update_client(client).await;
-        // Again: a request may have cached the old record during the write.
+        // Again: a read that began before the first forget may have cached
+        // the old record during the write.
         self.inner.clients.forget(&client.client_id);
         updated
     }
