@@ -180,15 +180,10 @@ impl AuthorizationServer {
         } else {
             None
         };
-        let released = self
-            .released_claims(&token.client_id)
-            .await
-            .map_err(store_err)?;
-        let allowed = |name: &str| {
-            released
-                .as_ref()
-                .is_none_or(|r| r.iter().any(|n| n == name))
-        };
+        // The client's claim-release list, read through the client cache.
+        let client = self.client(&token.client_id).await.map_err(store_err)?;
+        let released = client.as_ref().and_then(|c| c.released_claims.as_deref());
+        let allowed = |name: &str| released.is_none_or(|r| r.iter().any(|n| n == name));
         let mut out = Map::new();
         if let Some(claims) = claims {
             out.extend(claims.base);
@@ -212,16 +207,6 @@ impl AuthorizationServer {
         out.entry("sub")
             .or_insert_with(|| Value::String(user.as_str().to_owned()));
         Ok(out)
-    }
-
-    async fn released_claims(
-        &self,
-        client_id: &str,
-    ) -> Result<Option<Vec<String>>, crate::StoreError> {
-        Ok(self
-            .client(client_id)
-            .await?
-            .and_then(|c| c.released_claims.clone()))
     }
 
     /// The top-up endpoint: `{"topup_url": …}` for a token with the balance scope.

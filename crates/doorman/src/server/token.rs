@@ -70,11 +70,11 @@ impl AuthorizationServer {
         let verifier = params.get("code_verifier");
         let refresh =
             self.config().issue_refresh_tokens && client.allows_grant(GrantType::RefreshToken);
-        // The plaintext of what `issue` minted, for the response.
+        // The response for what `issue` minted (plaintext tokens).
         let minted = std::sync::Mutex::new(None);
         let issue = |record: &CodeRecord| {
             check_code_bindings(record, client, redirect_uri, verifier, now)?;
-            let (grant, records, access, refresh) = self.mint_grant(
+            let (grant, records, issued) = self.mint_grant(
                 client,
                 record.grant_id.clone(),
                 Some(record.user_id.clone()),
@@ -83,20 +83,18 @@ impl AuthorizationServer {
                 now,
             );
             if let Ok(mut slot) = minted.lock() {
-                *slot = Some((access, refresh, grant.scope.clone(), grant.user_id.clone()));
+                *slot = Some(issued);
             }
             Ok((grant, records))
         };
         let hash = crate::TokenHash::of(code);
         match self.inner.store.redeem_code(&hash, now, &issue).await? {
-            Redemption::Issued => {
-                let Some((access, refresh, scope, user)) = minted.into_inner().ok().flatten()
-                else {
-                    // A store answered Issued without calling `issue`.
-                    return Err(OAuthError::server_error());
-                };
-                Ok(self.issued(access, refresh, scope, user, client))
-            }
+            // `None`: a store answered Issued without calling `issue`.
+            Redemption::Issued => minted
+                .into_inner()
+                .ok()
+                .flatten()
+                .ok_or_else(OAuthError::server_error),
             Redemption::Refused(e) => Err(e),
             Redemption::Revoked => Err(OAuthError::invalid_grant(
                 "the authorization code was revoked",
@@ -218,18 +216,17 @@ impl AuthorizationServer {
             }
         };
         let now = self.inner.clock.now();
-        let (grant, records, access, _) =
+        let (grant, records, issued) =
             self.mint_grant(client, GrantId::generate(), None, scope, false, now);
         if !self.inner.store.create_grant(&grant, &records).await? {
             // A fresh random id cannot have been revoked: the store misbehaves.
             return Err(OAuthError::server_error());
         }
-        Ok(self.issued(access, None, grant.scope, None, client))
+        Ok(issued)
     }
 
     /// A new grant with its access token (and refresh token): the records
-    /// for the store and the plaintext for the client.
-    #[allow(clippy::type_complexity)]
+    /// for the store and the response (with the plaintext) for the client.
     fn mint_grant(
         &self,
         client: &Client,
@@ -238,12 +235,7 @@ impl AuthorizationServer {
         scope: Scopes,
         with_refresh: bool,
         now: DateTime<Utc>,
-    ) -> (
-        GrantRecord,
-        Vec<TokenRecord>,
-        AccessToken,
-        Option<RefreshToken>,
-    ) {
+    ) -> (GrantRecord, Vec<TokenRecord>, IssuedTokens) {
         let (access, access_rec) = self.new_token(
             TokenKind::Access,
             &grant_id,
@@ -266,6 +258,13 @@ impl AuthorizationServer {
             records.push(rec);
             RefreshToken::new(t)
         });
+        let issued = self.issued(
+            AccessToken::new(access),
+            refresh,
+            scope.clone(),
+            user.clone(),
+            client,
+        );
         let grant = GrantRecord {
             id: grant_id,
             client_id: client.client_id.clone(),
@@ -273,7 +272,7 @@ impl AuthorizationServer {
             scope,
             created_at: now,
         };
-        (grant, records, AccessToken::new(access), refresh)
+        (grant, records, issued)
     }
 
     /// Mints a token: the plaintext for the client, the record for the store.

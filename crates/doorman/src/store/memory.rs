@@ -361,6 +361,23 @@ fn corrupt() -> StoreError {
     StoreError::message("memory store: corrupt code record")
 }
 
+/// Consumes the code `hash` in its (write-locked) shard: the one place that
+/// decides taken, replayed or missing.
+fn take_locked(
+    codes: &mut HashMap<TokenHash, StoredCode, HashKeyed>,
+    hash: &TokenHash,
+) -> Result<CodeTake, StoreError> {
+    let Some(code) = codes.get_mut(hash) else {
+        return Ok(CodeTake::Missing);
+    };
+    if code.is_used() {
+        return Ok(CodeTake::Replayed(code.grant_id()?));
+    }
+    let record = code.decode(*hash)?;
+    code.flags |= USED;
+    Ok(CodeTake::Taken(record))
+}
+
 /// A grant, or the marker a revoked grant leaves.
 ///
 /// `since` is [`MemoryStore::purges`] when the entry was inserted. A purge
@@ -401,16 +418,7 @@ impl UserEntry {
 
 impl MemoryStore {
     fn take_code_sync(&self, hash: &TokenHash) -> Result<CodeTake, StoreError> {
-        let mut codes = self.codes.write(hash_shard(hash));
-        let Some(code) = codes.get_mut(hash) else {
-            return Ok(CodeTake::Missing);
-        };
-        if code.is_used() {
-            return Ok(CodeTake::Replayed(code.grant_id()?));
-        }
-        let record = code.decode(*hash)?;
-        code.flags |= USED;
-        Ok(CodeTake::Taken(record))
+        take_locked(&mut self.codes.write(hash_shard(hash)), hash)
     }
 
     /// Marks `id` revoked and deletes its tokens; the caller holds the
@@ -550,14 +558,11 @@ impl MemoryStore {
         issue: &CodeIssuer<'_>,
     ) -> Result<Redemption, StoreError> {
         let mut codes = self.codes.write(hash_shard(hash));
-        let Some(code) = codes.get_mut(hash) else {
-            return Ok(Redemption::Missing);
+        let record = match take_locked(&mut codes, hash)? {
+            CodeTake::Taken(record) => record,
+            CodeTake::Replayed(grant) => return Ok(Redemption::Replayed(grant)),
+            CodeTake::Missing => return Ok(Redemption::Missing),
         };
-        if code.is_used() {
-            return Ok(Redemption::Replayed(code.grant_id()?));
-        }
-        let record = code.decode(*hash)?;
-        code.flags |= USED;
         let (grant, tokens) = match issue(&record) {
             Ok(issued) => issued,
             Err(e) => return Ok(Redemption::Refused(e)),
