@@ -141,8 +141,7 @@ pub(crate) async fn redeem(
                 .next()
                 .map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
         };
-        let record = code_from_row(*hash, row)?;
-        let (grant, tokens) = match issue(&record) {
+        let (grant, tokens) = match run_issuer(issue, *hash, row)? {
             Ok(issued) => issued,
             Err(refusal) => {
                 sqlx::query("COMMIT")
@@ -152,11 +151,6 @@ pub(crate) async fn redeem(
                 return Ok(Redemption::Refused(refusal));
             }
         };
-        if tokens.iter().any(|t| t.grant_id != grant.id) {
-            return Err(StoreError::Conflict(
-                "a token names another grant than the one created",
-            ));
-        }
         let sql = sqlx::AssertSqlSafe(grant_script(false, tokens.len()));
         let inserted = bind_grant_and_tokens!(sqlx::query(sql), &grant, &tokens)
             .fetch_all(&mut *conn)
@@ -186,20 +180,33 @@ pub(crate) async fn redeem(
                 .map_err(db)?;
             return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
         };
-        let record = code_from_row(*hash, row)?;
-        let (grant, tokens) = match issue(&record) {
+        let (grant, tokens) = match run_issuer(issue, *hash, row)? {
             Ok(issued) => issued,
             Err(refusal) => return Ok(Redemption::Refused(refusal)),
         };
-        if tokens.iter().any(|t| t.grant_id != grant.id) {
-            return Err(StoreError::Conflict(
-                "a token names another grant than the one created",
-            ));
-        }
         if !insert_grant!(conn, &grant) {
             return Ok(Redemption::Revoked);
         }
         insert_tokens!(conn, &tokens);
         Ok(Redemption::Issued)
     })
+}
+
+/// What the engine's issuer answers for a taken code.
+type Issued = Result<(doorman::GrantRecord, Vec<doorman::TokenRecord>), doorman::OAuthError>;
+
+/// Calls the engine's issuer on a code just taken: the grant with its
+/// tokens, or the engine's refusal. Tokens naming another grant than the
+/// one created are the caller's bug, refused as a store conflict.
+fn run_issuer(issue: &CodeIssuer<'_>, hash: TokenHash, row: CodeRow) -> Result<Issued, StoreError> {
+    let record = code_from_row(hash, row)?;
+    let issued = issue(&record);
+    if let Ok((grant, tokens)) = &issued
+        && tokens.iter().any(|t| t.grant_id != grant.id)
+    {
+        return Err(StoreError::Conflict(
+            "a token names another grant than the one created",
+        ));
+    }
+    Ok(issued)
 }

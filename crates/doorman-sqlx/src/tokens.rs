@@ -15,28 +15,38 @@ macro_rules! insert_tokens {
     ($conn:ident, $tokens:expr) => {{
         let tokens: &[::doorman::TokenRecord] = $tokens;
         if !tokens.is_empty() {
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe($crate::tokens::insert_tokens_sql(
-                tokens.len(),
-            )));
-            for t in tokens {
-                insert = insert
-                    .bind(&t.hash.0[..])
-                    .bind($crate::rows::kind_text(t.kind))
-                    .bind(t.grant_id.as_str())
-                    .bind(&t.client_id)
-                    .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
-                    .bind($crate::rows::scope_text(&t.scope))
-                    .bind($crate::rows::secs(t.issued_at))
-                    .bind(t.expires_at.map($crate::rows::secs))
-                    .bind(t.consumed_at.map($crate::rows::secs));
-            }
-            insert
+            let sql = sqlx::AssertSqlSafe($crate::tokens::insert_tokens_sql(tokens.len()));
+            $crate::tokens::bind_tokens!(sqlx::query(sql), tokens)
                 .execute(&mut *$conn)
                 .await
                 .map_err($crate::backend::conflict("a token with this hash exists"))?;
         }
     }};
 }
+
+/// Binds the [`TOKEN_COLUMNS`] columns of each of `$tokens` (a
+/// `&[TokenRecord]`) to `$query`, row after row.
+macro_rules! bind_tokens {
+    ($query:expr, $tokens:expr) => {{
+        let tokens: &[::doorman::TokenRecord] = $tokens;
+        let mut query = $query;
+        for t in tokens {
+            query = query
+                .bind(&t.hash.0[..])
+                .bind($crate::rows::kind_text(t.kind))
+                .bind(t.grant_id.as_str())
+                .bind(&t.client_id)
+                .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
+                .bind($crate::rows::scope_text(&t.scope))
+                .bind($crate::rows::secs(t.issued_at))
+                .bind(t.expires_at.map($crate::rows::secs))
+                .bind(t.consumed_at.map($crate::rows::secs));
+        }
+        query
+    }};
+}
+
+pub(crate) use bind_tokens;
 
 /// Columns of a token row, in the order [`insert_tokens!`] binds them.
 const TOKEN_COLUMNS: usize = 9;
@@ -87,10 +97,8 @@ pub(crate) fn grant_script(begin: bool, rows: usize) -> String {
     if begin {
         sql.push_str("BEGIN IMMEDIATE; ");
     }
-    sql.push_str(
-        "INSERT INTO doorman_grants (id, client_id, user_id, scope, created_at, revoked) \
-         VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (id) DO NOTHING RETURNING 1; ",
-    );
+    sql.push_str(crate::grants::INSERT_GRANT);
+    sql.push_str(" RETURNING 1; ");
     if rows > 0 {
         sql.push_str(INSERT_TOKENS);
         sql.push_str("SELECT * FROM (VALUES ");
@@ -104,29 +112,7 @@ pub(crate) fn grant_script(begin: bool, rows: usize) -> String {
 /// Binds `$grant` (a `&GrantRecord`) and then `$tokens` (a
 /// `&[TokenRecord]`) to `$query`, in the order of [`grant_script`].
 macro_rules! bind_grant_and_tokens {
-    ($query:expr, $grant:expr, $tokens:expr) => {{
-        let grant: &::doorman::GrantRecord = $grant;
-        let tokens: &[::doorman::TokenRecord] = $tokens;
-        let mut query = $query
-            .bind(grant.id.as_str())
-            .bind(&grant.client_id)
-            .bind(grant.user_id.as_ref().map(::doorman::UserId::as_str))
-            .bind($crate::rows::scope_text(&grant.scope))
-            .bind($crate::rows::secs(grant.created_at));
-        for t in tokens {
-            query = query
-                .bind(&t.hash.0[..])
-                .bind($crate::rows::kind_text(t.kind))
-                .bind(t.grant_id.as_str())
-                .bind(&t.client_id)
-                .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
-                .bind($crate::rows::scope_text(&t.scope))
-                .bind($crate::rows::secs(t.issued_at))
-                .bind(t.expires_at.map($crate::rows::secs))
-                .bind(t.consumed_at.map($crate::rows::secs));
-        }
-        query
-    }};
+    ($query:expr, $grant:expr, $tokens:expr) => {{ $crate::tokens::bind_tokens!($crate::grants::bind_grant!($query, $grant), $tokens) }};
 }
 
 pub(crate) use bind_grant_and_tokens;

@@ -626,16 +626,8 @@ async fn writes_of_one_store_never_meet_the_busy_handler() {
 /// not at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_write_leaves_nothing_open() {
-    use std::future::Future as _;
-    use std::task::Poll;
-
     let db = TempDb::new("cancel");
-    let store = SqlStore::connect_with(
-        &db.url(),
-        SqlStoreOptions::new().busy_timeout(std::time::Duration::ZERO),
-    )
-    .await
-    .expect("connect");
+    let store = zero_busy_timeout(&db).await;
     let app = client(None);
     assert!(store.create_client(&app).await.expect("client"));
     let user = UserId::new("grace");
@@ -645,16 +637,7 @@ async fn a_cancelled_write_leaves_nothing_open() {
         let a = token(&g, TokenKind::Access, random_hash(), None);
         let r = token(&g, TokenKind::Refresh, random_hash(), None);
         let tokens = [a.clone(), r.clone()];
-        {
-            let mut write = Box::pin(store.create_grant(&g, &tokens));
-            for _ in 0..polls {
-                let poll = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-                if poll.is_ready() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-        }
+        poll_then_drop(store.create_grant(&g, &tokens), polls).await;
         // The next writes: they wait for whatever the cancelled one left.
         let c = code(&app, &user, random_hash());
         store
@@ -691,16 +674,8 @@ async fn a_cancelled_write_leaves_nothing_open() {
 /// stored, or the code still redeemable and no token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_redemption_leaves_nothing_open() {
-    use std::future::Future as _;
-    use std::task::Poll;
-
     let db = TempDb::new("cancel-redeem");
-    let store = SqlStore::connect_with(
-        &db.url(),
-        SqlStoreOptions::new().busy_timeout(std::time::Duration::ZERO),
-    )
-    .await
-    .expect("connect");
+    let store = zero_busy_timeout(&db).await;
     let app = client(None);
     assert!(store.create_client(&app).await.expect("client"));
     let user = UserId::new("heidi");
@@ -713,17 +688,8 @@ async fn a_cancelled_redemption_leaves_nothing_open() {
         let a = token(&g, TokenKind::Access, random_hash(), None);
         let r = token(&g, TokenKind::Refresh, random_hash(), None);
         let tokens = vec![a.clone(), r.clone()];
-        {
-            let issue = |_: &doorman::CodeRecord| Ok((g.clone(), tokens.clone()));
-            let mut redeem = Box::pin(store.redeem_code(&c.hash, now(), &issue));
-            for _ in 0..polls {
-                let poll = std::future::poll_fn(|cx| Poll::Ready(redeem.as_mut().poll(cx))).await;
-                if poll.is_ready() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-        }
+        let issue = |_: &doorman::CodeRecord| Ok((g.clone(), tokens.clone()));
+        poll_then_drop(store.redeem_code(&c.hash, now(), &issue), polls).await;
         // The next writes: they wait for whatever the cancelled one left.
         let next = grant(&app, None);
         assert!(
@@ -751,6 +717,31 @@ async fn a_cancelled_redemption_leaves_nothing_open() {
     assert_eq!(whole + none, 60);
     assert!(none > 0, "no redemption was cancelled");
     store.close().await;
+}
+
+/// A store on `db` whose SQLite busy timeout is zero: a write that finds
+/// the database locked fails at once instead of waiting.
+async fn zero_busy_timeout(db: &TempDb) -> SqlStore {
+    SqlStore::connect_with(
+        &db.url(),
+        SqlStoreOptions::new().busy_timeout(std::time::Duration::ZERO),
+    )
+    .await
+    .expect("connect")
+}
+
+/// Polls `write` up to `polls` times (yielding between polls, so its I/O
+/// makes progress) and drops it unfinished, as a dropped request would.
+async fn poll_then_drop<F: std::future::Future>(write: F, polls: usize) {
+    use std::task::Poll;
+    let mut write = std::pin::pin!(write);
+    for _ in 0..polls {
+        let poll = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        if poll.is_ready() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// One of the writers of [`writes_of_one_store_never_meet_the_busy_handler`]:
