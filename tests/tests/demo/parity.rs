@@ -147,11 +147,12 @@ async fn adapters_answer_the_same_bytes() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r}");
     assert!(r.header("www-authenticate").is_some(), "{r}");
-    pair.same("userinfo with a bogus token", |e, c| {
-        c.get(e.url(USERINFO)).bearer_auth("not-a-token")
-    })
-    .await
-    .assert_oauth_error_header("invalid_token");
+    let r = pair
+        .same("userinfo with a bogus token", |e, c| {
+            c.get(e.url(USERINFO)).bearer_auth("not-a-token")
+        })
+        .await;
+    assert_bearer_error(&r, "invalid_token");
     pair.same("userinfo with two Authorization headers", |e, c| {
         c.get(e.url(USERINFO))
             .header("authorization", "Bearer a")
@@ -368,6 +369,7 @@ async fn adapters_answer_the_same_bytes() {
     let a = pair.axum.bearer_get(TOPUP, &cc_a).await;
     let b = pair.actix.bearer_get(TOPUP, &cc_b).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{a}");
+    assert_bearer_error(&a, "invalid_token");
     assert_identical("topup with a revoked token", &a, &b);
 
     // A user's token with `profile` only: userinfo the same (but for the
@@ -383,18 +385,14 @@ async fn adapters_answer_the_same_bytes() {
     let a = pair.axum.bearer_get(TOPUP, &ta.access_token).await;
     let b = pair.actix.bearer_get(TOPUP, &tb.access_token).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{a}");
+    assert_bearer_error(&a, "insufficient_scope");
     assert_identical("topup without the balance scope", &a, &b);
 
     pair.stop().await;
 }
 
-trait BearerErrorHeader {
-    fn assert_oauth_error_header(&self, error: &str);
-}
-
-impl BearerErrorHeader for Resp {
-    fn assert_oauth_error_header(&self, error: &str) {
-        let h = self.header("www-authenticate").unwrap_or_default();
-        assert!(h.contains(&format!("error=\"{error}\"")), "{self}");
-    }
+/// Asserts a `WWW-Authenticate` naming RFC 6750's `error`.
+fn assert_bearer_error(r: &Resp, error: &str) {
+    let h = r.header("www-authenticate").unwrap_or_default();
+    assert!(h.contains(&format!("error=\"{error}\"")), "{r}");
 }
