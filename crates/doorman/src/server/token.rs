@@ -70,7 +70,9 @@ impl AuthorizationServer {
         let verifier = params.get("code_verifier");
         let refresh =
             self.config().issue_refresh_tokens && client.allows_grant(GrantType::RefreshToken);
-        // The response for what `issue` minted (plaintext tokens).
+        // The response for what `issue` minted (plaintext tokens). Each call
+        // overwrites it: a store that retries its transaction calls `issue`
+        // again and stores what the last call answered.
         let minted = std::sync::Mutex::new(None);
         let issue = |record: &CodeRecord| {
             check_code_bindings(record, client, redirect_uri, verifier, now)?;

@@ -163,7 +163,9 @@ pub trait Store: ClientStore + CodeStore + GrantStore + TokenStore {
     /// transaction: `issue` is synchronous and cheap — binding checks and
     /// token generation) and stores its grant and tokens as
     /// [`GrantStore::create_grant`] does. If `issue` refuses, the code stays
-    /// consumed and nothing else is written.
+    /// consumed and nothing else is written. A store that runs the
+    /// transaction again (a database deadlock victim) calls `issue` again;
+    /// what its last call answered is what must be stored.
     ///
     /// The provided implementation calls `take_code` and then
     /// `create_grant`: correct for any store that meets those two contracts,
