@@ -8,14 +8,16 @@
 //! scheduling differ: PostgreSQL runs many writers at once and needs `FOR
 //! UPDATE`, while SQLite has one writer at a time, so its writes queue
 //! in the process for one writer connection ([`SqliteBackend`]) and take
-//! the database's write lock up front (`BEGIN IMMEDIATE`).
+//! the database's write lock up front (`BEGIN IMMEDIATE`). A store on a
+//! SQLite file runs the same SQL text on its direct connections instead
+//! (`native_ops.rs`).
 
 use std::sync::Arc;
 
 use doorman::StoreError;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions as _, Connection as _, PgPool, Sqlite, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::native::Native;
 
 /// The pool a [`SqlStore`](crate::SqlStore) runs on.
 #[derive(Clone)]
@@ -24,202 +26,48 @@ pub(crate) enum Backend {
     Postgres(PgPool),
 }
 
-/// SQLite's read pool and its in-process write queue.
+/// SQLite: the sqlx pool, and on a file the store's direct connections.
 ///
-/// SQLite lets one connection write at a time. Left to race, pooled
-/// connections would all run `BEGIN IMMEDIATE` and the losers would sleep
-/// in SQLite's busy handler (a back-off of 1, 2, 5, 10, … ms) while the
-/// lock sat free. Instead every write of this store first takes its turn
-/// on `writer`, a FIFO async mutex, and runs on the connection it guards;
-/// only writers of *other* processes (or pools) sharing the file ever meet
-/// the busy handler (the busy timeout still covers them).
+/// A store opened on a file by [`SqlStore::connect`](crate::SqlStore::connect)
+/// runs every store operation on `native` (see [`crate::native`]): reads
+/// on the calling thread, writes on its writer thread. The sqlx pool is
+/// then the host's ([`SqlStore::sqlite_pool`](crate::SqlStore::sqlite_pool)).
+/// On `:memory:` and on a host's pool the store runs on the pool, its
+/// writes taking turns on `writer` first (a FIFO async mutex), so they
+/// never race each other for SQLite's write lock nor sleep in its busy
+/// handler.
 #[derive(Clone)]
 pub(crate) struct SqliteBackend {
-    /// Reads, and the host's own tables ([`SqlStore::sqlite_pool`](crate::SqlStore::sqlite_pool)).
+    /// The sqlx pool: the store's reads and writes without `native`, and
+    /// the host's own tables.
     pub read: SqlitePool,
-    /// Held for the whole of every write, from before it takes its
-    /// connection until after it commits. tokio's mutex is fair: writers
-    /// go in the order they arrived.
-    pub writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// Held for the whole of every write on `read`, from before it takes
+    /// its connection until after it commits. tokio's mutex is fair:
+    /// writers go in the order they arrived.
+    pub writer: Arc<tokio::sync::Mutex<()>>,
+    /// The direct connections, on a file.
+    pub native: Option<Arc<Native>>,
 }
 
 impl SqliteBackend {
-    /// Reads on `read`; writes on `own`, or on connections of `read` if `None`.
-    pub(crate) fn new(
-        read: SqlitePool,
-        own: Option<(SqliteConnection, SqliteConnectOptions)>,
-    ) -> Self {
-        let writer = match own {
-            Some((conn, options)) => Writer::Own {
-                conn,
-                options: Box::new(options),
-                broken: false,
-                open: false,
-            },
-            None => Writer::Pooled,
-        };
+    /// On `read` alone, or on `native` with `read` for the host.
+    pub(crate) fn new(read: SqlitePool, native: Option<Native>) -> Self {
         Self {
             read,
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            native: native.map(Arc::new),
         }
     }
 }
 
-/// The connection SQLite writes run on, behind [`SqliteBackend::writer`].
-pub(crate) enum Writer {
-    /// One connection of the store's own beside the read pool, used by one
-    /// write at a time. Not a pool: a pool checks a connection when it
-    /// comes back (a round trip to its thread) on a task of its own, and the
-    /// next write would wait for both. Its page cache stays warm, as no
-    /// other connection of the process writes.
-    Own {
-        conn: SqliteConnection,
-        /// Opens a new one.
-        options: Box<SqliteConnectOptions>,
-        /// A write lost the connection (its thread or I/O failed): the
-        /// next write closes it and opens a new one. (A [`write_tx!`]
-        /// cancelled midway needs nothing: sqlx queues the rollback of its
-        /// transaction ahead of the next command; see `open` for a
-        /// [`sqlite_script!`].)
-        broken: bool,
-        /// A [`sqlite_script!`] began a transaction in SQL and did not see
-        /// it end (its future was dropped midway): sqlx knows nothing of
-        /// that transaction, so the next write rolls it back first.
-        open: bool,
-    },
-    /// Writes take a connection of the read pool: for `:memory:` (one
-    /// connection is the whole database) and for a host's pool.
-    Pooled,
-    /// After [`SqlStore::close`](crate::SqlStore::close).
-    Closed,
-}
-
-impl Writer {
-    /// The connection for one write (the caller holds the write turn).
-    pub(crate) async fn lease<'a>(
-        &'a mut self,
-        read: &SqlitePool,
-    ) -> Result<Lease<'a>, StoreError> {
+impl Backend {
+    /// The direct SQLite connections, if the store runs on them.
+    pub(crate) fn native(&self) -> Option<&Native> {
         match self {
-            Writer::Own {
-                conn,
-                options,
-                broken,
-                open,
-            } => {
-                if *open {
-                    // Cleared only once the rollback ran: this write may
-                    // be dropped too.
-                    *broken |= !rollback(conn).await;
-                    *open = false;
-                }
-                if *broken {
-                    let fresh = options.connect().await.map_err(db)?;
-                    // Closing waits for the old connection's thread, so its
-                    // write lock is gone before the fresh one writes.
-                    let _ = std::mem::replace(conn, fresh).close().await;
-                    *broken = false;
-                }
-                Ok(Lease::Own { conn, broken, open })
-            }
-            Writer::Pooled => Ok(Lease::Pooled(read.acquire().await.map_err(db)?)),
-            Writer::Closed => Err(db(sqlx::Error::PoolClosed)),
+            Backend::Sqlite(sqlite) => sqlite.native.as_deref(),
+            Backend::Postgres(_) => None,
         }
     }
-
-    /// Whether writes run on the store's own connection, where
-    /// [`sqlite_script!`] may run.
-    pub(crate) fn is_own(&self) -> bool {
-        matches!(self, Writer::Own { .. })
-    }
-
-    /// Closes the store's own connection; later writes fail.
-    pub(crate) async fn close(&mut self) {
-        if let Writer::Own { conn, .. } = std::mem::replace(self, Writer::Closed) {
-            let _ = conn.close().await;
-        }
-    }
-}
-
-/// A connection for one SQLite write.
-pub(crate) enum Lease<'a> {
-    Own {
-        conn: &'a mut SqliteConnection,
-        broken: &'a mut bool,
-        open: &'a mut bool,
-    },
-    Pooled(PoolConnection<Sqlite>),
-}
-
-impl Lease<'_> {
-    /// The write ended with `result`: an error of the connection itself
-    /// has the store's own connection replaced before the next write.
-    pub(crate) fn finish<T>(&mut self, result: &Result<T, StoreError>) {
-        if let Lease::Own { broken, .. } = self {
-            **broken |= result.as_ref().is_err_and(is_connection_lost);
-        }
-    }
-
-    /// A [`sqlite_script!`] is about to begin a transaction in SQL, or has
-    /// seen it end (`false`).
-    pub(crate) fn set_open(&mut self, now_open: bool) {
-        if let Lease::Own { open, .. } = self {
-            **open = now_open;
-        }
-    }
-
-    /// Ends whatever transaction a failed [`sqlite_script!`] left open; a
-    /// connection that cannot is replaced before the next write.
-    pub(crate) async fn roll_back(&mut self) {
-        if let Lease::Own { conn, broken, open } = self {
-            **broken |= !rollback(conn).await;
-            **open = false;
-        }
-    }
-}
-
-/// `ROLLBACK` on `conn`, which sqlx may not know to be in a transaction:
-/// whether the connection is now outside any ("no transaction is active"
-/// counts as success).
-async fn rollback(conn: &mut SqliteConnection) -> bool {
-    use sqlx::Executor as _;
-    match conn.execute("ROLLBACK").await {
-        Ok(_) => true,
-        Err(sqlx::Error::Database(d)) => d.message().contains("no transaction is active"),
-        Err(_) => false,
-    }
-}
-
-impl std::ops::Deref for Lease<'_> {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        match self {
-            Lease::Own { conn, .. } => conn,
-            Lease::Pooled(conn) => conn,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match self {
-            Lease::Own { conn, .. } => conn,
-            Lease::Pooled(conn) => conn,
-        }
-    }
-}
-
-/// An error that leaves the connection unusable (its thread gone, I/O
-/// failed), as opposed to one of a statement.
-fn is_connection_lost(e: &StoreError) -> bool {
-    let StoreError::Backend(source) = e else {
-        return false;
-    };
-    matches!(
-        source.downcast_ref::<sqlx::Error>(),
-        Some(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_))
-    )
 }
 
 /// SQL whose text differs between the backends.
@@ -318,14 +166,13 @@ macro_rules! write_conn {
     ($backend:expr, |$conn:ident| $body:expr) => {
         match &$backend {
             $crate::backend::Backend::Sqlite(sqlite) => {
-                let mut writer = sqlite.writer.lock().await;
-                let mut lease = writer.lease(&sqlite.read).await?;
+                let _turn = sqlite.writer.lock().await;
+                let mut pooled = sqlite.read.acquire().await.map_err($crate::backend::db)?;
                 let result: ::std::result::Result<_, ::doorman::StoreError> = async {
-                    let $conn = &mut *lease;
+                    let $conn = &mut *pooled;
                     $body
                 }
                 .await;
-                lease.finish(&result);
                 result
             }
             $crate::backend::Backend::Postgres(pool) => {
@@ -356,15 +203,13 @@ macro_rules! write_tx {
     ($backend:expr, |$conn:ident, $d:ident| $body:expr) => {
         match &$backend {
             $crate::backend::Backend::Sqlite(sqlite) => {
-                let mut writer = sqlite.writer.lock().await;
-                let mut lease = writer.lease(&sqlite.read).await?;
-                let result = $crate::backend::write_tx!(
-                    @run ::sqlx::Connection::begin_with(&mut *lease, "BEGIN IMMEDIATE"),
+                let _turn = sqlite.writer.lock().await;
+                let mut pooled = sqlite.read.acquire().await.map_err($crate::backend::db)?;
+                $crate::backend::write_tx!(
+                    @run ::sqlx::Connection::begin_with(&mut *pooled, "BEGIN IMMEDIATE"),
                     $crate::backend::SQLITE,
                     |$conn, $d| $body
-                );
-                lease.finish(&result);
-                result
+                )
             }
             $crate::backend::Backend::Postgres(pool) => {
                 $crate::backend::write_tx!(@run pool.begin_with("BEGIN"), $crate::backend::POSTGRES, |$conn, $d| $body)
@@ -397,57 +242,7 @@ macro_rules! write_tx {
     }};
 }
 
-/// On SQLite with the store's own writer connection, runs `$body` in the
-/// write queue as a transaction the body's SQL begins and commits itself:
-/// `sqlite_script!(self.backend, |conn| { … Ok(x) })` evaluates to
-/// `Some(result)`, or to `None` on PostgreSQL and on a pooled SQLite
-/// writer (the caller then runs its [`write_tx!`] form).
-///
-/// Why: every statement is a round trip to the connection's thread, and
-/// on SQLite the single writer is the bottleneck. One query string may
-/// hold several statements (numbered parameters index one shared list),
-/// so `BEGIN IMMEDIATE; INSERT …; INSERT …; COMMIT` costs one round trip
-/// instead of four.
-///
-/// sqlx does not track a transaction begun in SQL, so this macro does: an
-/// `Err` from the body issues `ROLLBACK` (whichever statement failed), and
-/// a body dropped midway leaves the writer marked open, to be rolled back
-/// before the next write. Only `execute` and `fetch_all` may run a script
-/// (`fetch_optional` would stop it after its first row).
-macro_rules! sqlite_script {
-    ($backend:expr, |$conn:ident| $body:expr) => {
-        match &$backend {
-            $crate::backend::Backend::Sqlite(sqlite) => {
-                let mut writer = sqlite.writer.lock().await;
-                if writer.is_own() {
-                    Some(match writer.lease(&sqlite.read).await {
-                        Ok(mut lease) => {
-                            lease.set_open(true);
-                            let result: ::std::result::Result<_, ::doorman::StoreError> = async {
-                                let $conn: &mut ::sqlx::SqliteConnection = &mut *lease;
-                                $body
-                            }
-                            .await;
-                            if result.is_ok() {
-                                lease.set_open(false);
-                            } else {
-                                lease.roll_back().await;
-                            }
-                            lease.finish(&result);
-                            result
-                        }
-                        Err(e) => Err(e),
-                    })
-                } else {
-                    None
-                }
-            }
-            $crate::backend::Backend::Postgres(_) => None,
-        }
-    };
-}
-
-pub(crate) use {on_pool, sqlite_script, write_conn, write_tx};
+pub(crate) use {on_pool, write_conn, write_tx};
 
 /// Wraps a database error.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {

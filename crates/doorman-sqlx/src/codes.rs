@@ -1,5 +1,7 @@
 //! [`CodeStore`]: authorization codes, consumed by one statement.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use doorman::{
@@ -7,34 +9,34 @@ use doorman::{
 };
 
 use crate::SqlStore;
-use crate::backend::{conflict, db, sqlite_script, write_conn, write_tx};
+use crate::backend::{conflict, db, write_conn, write_tx};
 use crate::grants::insert_grant;
 use crate::rows::{CodeRow, code_from_row, scope_text, secs};
-use crate::tokens::{bind_grant_and_tokens, grant_script, insert_tokens};
+use crate::tokens::insert_tokens;
 
 #[async_trait]
 impl CodeStore for SqlStore {
     /// Refuses (with [`StoreError::Conflict`]) a hash that is stored
     /// already: overwriting a used code's tombstone would allow a replay.
     async fn put_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::put_code(native, code).await;
+        }
         write_conn!(self.backend, |conn| {
-            sqlx::query(
-                "INSERT INTO doorman_codes (hash, grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, \
-                 scope, code_challenge, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&code.hash.0[..])
-            .bind(code.grant_id.as_str())
-            .bind(&code.client_id)
-            .bind(code.user_id.as_str())
-            .bind(&code.redirect_uri)
-            .bind(code.redirect_uri_explicit)
-            .bind(scope_text(&code.scope))
-            .bind(code.code_challenge.as_deref())
-            .bind(secs(code.issued_at))
-            .bind(secs(code.expires_at))
-            .execute(&mut *conn)
-            .await
-            .map_err(conflict("a code with this hash exists"))?;
+            sqlx::query(INSERT_CODE)
+                .bind(&code.hash.0[..])
+                .bind(code.grant_id.as_str())
+                .bind(&code.client_id)
+                .bind(code.user_id.as_str())
+                .bind(&code.redirect_uri)
+                .bind(code.redirect_uri_explicit)
+                .bind(scope_text(&code.scope))
+                .bind(code.code_challenge.as_deref())
+                .bind(secs(code.issued_at))
+                .bind(secs(code.expires_at))
+                .execute(&mut *conn)
+                .await
+                .map_err(conflict("a code with this hash exists"))?;
             Ok(())
         })
     }
@@ -52,6 +54,9 @@ impl CodeStore for SqlStore {
         hash: &TokenHash,
         now: DateTime<Utc>,
     ) -> Result<CodeTake, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::take_code(native, *hash, now).await;
+        }
         let key = &hash.0[..];
         write_conn!(self.backend, |conn| {
             // `fetch_all`, not `fetch_optional`: the statement runs to
@@ -78,21 +83,17 @@ impl CodeStore for SqlStore {
 /// Consumes a code: matches only while `consumed_at IS NULL`, so of any
 /// number of concurrent callers, on any connection or process, exactly one
 /// gets the row back. `$1` the hash, `$2` the time.
-const TAKE_CODE: &str = "UPDATE doorman_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL \
+pub(crate) const TAKE_CODE: &str = "UPDATE doorman_codes SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL \
      RETURNING grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, scope, \
      code_challenge, issued_at, expires_at";
 
 /// The grant id of a stored code (used, after [`TAKE_CODE`] matched nothing).
-const USED_CODE: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1";
+pub(crate) const USED_CODE: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1";
 
-/// [`TAKE_CODE`] as the first statement of an SQLite write transaction.
-const BEGIN_TAKE_CODE: &str = "BEGIN IMMEDIATE; UPDATE doorman_codes SET consumed_at = $2 \
-     WHERE hash = $1 AND consumed_at IS NULL \
-     RETURNING grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, scope, \
-     code_challenge, issued_at, expires_at";
-
-/// [`USED_CODE`], then the end of the transaction [`BEGIN_TAKE_CODE`] began.
-const USED_CODE_COMMIT: &str = "SELECT grant_id FROM doorman_codes WHERE hash = $1; COMMIT";
+/// Stores a code; a stored hash is a unique violation.
+pub(crate) const INSERT_CODE: &str = "INSERT INTO doorman_codes (hash, grant_id, client_id, user_id, redirect_uri, \
+     redirect_uri_explicit, scope, code_challenge, issued_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// [`Store::redeem_code`](doorman::Store::redeem_code) in one write
 /// transaction: take the code, ask `issue`, store the grant and its tokens.
@@ -111,60 +112,18 @@ const USED_CODE_COMMIT: &str = "SELECT grant_id FROM doorman_codes WHERE hash = 
 /// a transaction aborted as a deadlock victim is run again, calling `issue`
 /// again; what the last call answered is what is stored.
 ///
-/// On SQLite's own writer the transaction is two scripts, two round trips
-/// (see [`sqlite_script!`](crate::backend::sqlite_script)): `BEGIN
-/// IMMEDIATE` with the code's consumption, then, after `issue`, the
-/// grant, its tokens and `COMMIT` ([`grant_script`]).
+/// On a SQLite file the transaction runs on the store's writer thread,
+/// `issue` with it ([`crate::native_ops::redeem`]).
 pub(crate) async fn redeem(
     store: &SqlStore,
     hash: &TokenHash,
     now: DateTime<Utc>,
-    issue: &CodeIssuer<'_>,
+    issue: Arc<CodeIssuer>,
 ) -> Result<Redemption, StoreError> {
-    let key = &hash.0[..];
-    let script = sqlite_script!(store.backend, |conn| {
-        let taken: Vec<CodeRow> = sqlx::query_as(BEGIN_TAKE_CODE)
-            .bind(key)
-            .bind(secs(now))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        let Some(row) = taken.into_iter().next() else {
-            // Nothing was written: the read and the end in one trip.
-            let used: Vec<String> = sqlx::query_scalar(USED_CODE_COMMIT)
-                .bind(key)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
-            return Ok(used
-                .into_iter()
-                .next()
-                .map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
-        };
-        let (grant, tokens) = match run_issuer(issue, *hash, row)? {
-            Ok(issued) => issued,
-            Err(refusal) => {
-                sqlx::query("COMMIT")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                return Ok(Redemption::Refused(refusal));
-            }
-        };
-        let sql = sqlx::AssertSqlSafe(grant_script(false, tokens.len()));
-        let inserted = bind_grant_and_tokens!(sqlx::query(sql), &grant, &tokens)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(conflict("a token with this hash exists"))?;
-        Ok(if inserted.is_empty() {
-            Redemption::Revoked
-        } else {
-            Redemption::Issued
-        })
-    });
-    if let Some(result) = script {
-        return result;
+    if let Some(native) = store.backend.native() {
+        return crate::native_ops::redeem(native, *hash, now, issue).await;
     }
+    let key = &hash.0[..];
     write_tx!(store.backend, |conn, _d| {
         let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
             .bind(key)
@@ -180,7 +139,7 @@ pub(crate) async fn redeem(
                 .map_err(db)?;
             return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
         };
-        let (grant, tokens) = match run_issuer(issue, *hash, row)? {
+        let (grant, tokens) = match run_issuer(&*issue, *hash, row)? {
             Ok(issued) => issued,
             Err(refusal) => return Ok(Redemption::Refused(refusal)),
         };
@@ -193,12 +152,17 @@ pub(crate) async fn redeem(
 }
 
 /// What the engine's issuer answers for a taken code.
-type Issued = Result<(doorman::GrantRecord, Vec<doorman::TokenRecord>), doorman::OAuthError>;
+pub(crate) type Issued =
+    Result<(doorman::GrantRecord, Vec<doorman::TokenRecord>), doorman::OAuthError>;
 
 /// Calls the engine's issuer on a code just taken: the grant with its
 /// tokens, or the engine's refusal. Tokens naming another grant than the
 /// one created are the caller's bug, refused as a store conflict.
-fn run_issuer(issue: &CodeIssuer<'_>, hash: TokenHash, row: CodeRow) -> Result<Issued, StoreError> {
+pub(crate) fn run_issuer(
+    issue: &CodeIssuer,
+    hash: TokenHash,
+    row: CodeRow,
+) -> Result<Issued, StoreError> {
     let record = code_from_row(hash, row)?;
     let issued = issue(&record);
     if let Ok((grant, tokens)) = &issued

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use doorman::{Consent, GrantId, GrantRecord, GrantStore, Scopes, StoreError, TokenRecord, UserId};
 
 use crate::SqlStore;
-use crate::backend::{conflict, db, on_pool, sqlite_script, write_tx};
+use crate::backend::{db, on_pool, write_tx};
 use crate::rows::{ConsentRow, consent_from_row, scope_text, secs, union_text};
-use crate::tokens::{bind_grant_and_tokens, grant_script, insert_tokens};
+use crate::tokens::{DELETE_GRANT_TOKENS, insert_tokens};
 
 /// Inserts `$grant` (a `&GrantRecord`) on `$conn` inside a write
 /// transaction, unless a grant or a revoked marker with its id exists
@@ -55,6 +55,44 @@ pub(crate) use bind_grant;
 
 pub(crate) use insert_grant;
 
+/// Upserts a grant's row as a revoked marker.
+pub(crate) const REVOKE_GRANT: &str = "INSERT INTO doorman_grants (id, revoked) VALUES ($1, TRUE) \
+     ON CONFLICT (id) DO UPDATE SET revoked = TRUE";
+/// A consent: a [`ConsentRow`] (`$1` the user, `$2` the client).
+pub(crate) const SELECT_CONSENT: &str = "SELECT client_id, scope, granted_at, updated_at FROM doorman_consents \
+     WHERE user_id = $1 AND client_id = $2";
+/// A user's consents, oldest first.
+pub(crate) const LIST_CONSENTS: &str = "SELECT client_id, scope, granted_at, updated_at FROM doorman_consents \
+     WHERE user_id = $1 ORDER BY granted_at, client_id";
+/// A first consent (`$3` scope, `$4` now).
+pub(crate) const INSERT_CONSENT: &str = "INSERT INTO doorman_consents (user_id, client_id, scope, granted_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, client_id) DO NOTHING";
+/// A widened consent (`$3` scope, `$4` now).
+pub(crate) const UPDATE_CONSENT: &str =
+    "UPDATE doorman_consents SET scope = $3, updated_at = $4 WHERE user_id = $1 AND client_id = $2";
+
+/// [`GrantStore::revoke_consent`]'s statements, in order (`$1` the user,
+/// `$2` the client): the consent; unused codes (after this, every code
+/// left is used, and its grant is revoked whether or not it exists yet);
+/// the live grants; the grants used codes may still create; their tokens.
+pub(crate) const REVOKE_CONSENT: [&str; 5] = [
+    "DELETE FROM doorman_consents WHERE user_id = $1 AND client_id = $2",
+    "DELETE FROM doorman_codes WHERE user_id = $1 AND client_id = $2 AND consumed_at IS NULL",
+    "UPDATE doorman_grants SET revoked = TRUE WHERE user_id = $1 AND client_id = $2 AND revoked = FALSE",
+    "INSERT INTO doorman_grants (id, revoked) \
+     SELECT DISTINCT grant_id, TRUE FROM doorman_codes WHERE user_id = $1 AND client_id = $2 \
+     ON CONFLICT (id) DO UPDATE SET revoked = TRUE",
+    "DELETE FROM doorman_tokens WHERE grant_id IN \
+     (SELECT id FROM doorman_grants WHERE user_id = $1 AND client_id = $2) \
+     OR grant_id IN (SELECT grant_id FROM doorman_codes WHERE user_id = $1 AND client_id = $2)",
+];
+
+/// Whether [`REVOKE_CONSENT`]'s changed-row counts mean a consent or a
+/// live grant existed (unused codes are not access yet).
+pub(crate) fn consent_existed(changed: &[usize]) -> bool {
+    changed.first().is_some_and(|&n| n > 0) || changed.get(2).is_some_and(|&n| n > 0)
+}
+
 #[async_trait]
 impl GrantStore for SqlStore {
     /// One transaction: `INSERT … ON CONFLICT (id) DO NOTHING` of the
@@ -73,16 +111,8 @@ impl GrantStore for SqlStore {
                 "a token names another grant than the one created",
             ));
         }
-        let script = sqlite_script!(self.backend, |conn| {
-            let sql = sqlx::AssertSqlSafe(grant_script(true, tokens.len()));
-            let inserted = bind_grant_and_tokens!(sqlx::query(sql), grant, tokens)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(conflict("a token with this hash exists"))?;
-            Ok(!inserted.is_empty())
-        });
-        if let Some(result) = script {
-            return result;
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::create_grant(native, grant, tokens).await;
         }
         write_tx!(self.backend, |conn, _d| {
             if !insert_grant!(conn, grant) {
@@ -97,16 +127,16 @@ impl GrantStore for SqlStore {
     /// or waiting for a concurrent creation or rotation to commit), then
     /// delete its tokens.
     async fn revoke_grant(&self, grant_id: &GrantId) -> Result<(), StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::revoke_grant(native, grant_id).await;
+        }
         write_tx!(self.backend, |conn, _d| {
-            sqlx::query(
-                "INSERT INTO doorman_grants (id, revoked) VALUES ($1, TRUE) \
-                 ON CONFLICT (id) DO UPDATE SET revoked = TRUE",
-            )
-            .bind(grant_id.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            sqlx::query("DELETE FROM doorman_tokens WHERE grant_id = $1")
+            sqlx::query(REVOKE_GRANT)
+                .bind(grant_id.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            sqlx::query(DELETE_GRANT_TOKENS)
                 .bind(grant_id.as_str())
                 .execute(&mut *conn)
                 .await
@@ -116,16 +146,16 @@ impl GrantStore for SqlStore {
     }
 
     async fn consent(&self, user: &UserId, client_id: &str) -> Result<Option<Consent>, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::consent(native, user, client_id);
+        }
         let row: Option<ConsentRow> = on_pool!(self.backend, |pool| {
-            sqlx::query_as(
-                "SELECT client_id, scope, granted_at, updated_at FROM doorman_consents \
-                 WHERE user_id = $1 AND client_id = $2",
-            )
-            .bind(user.as_str())
-            .bind(client_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(db)?
+            sqlx::query_as(SELECT_CONSENT)
+                .bind(user.as_str())
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
         });
         row.map(|r| consent_from_row(user, r)).transpose()
     }
@@ -139,22 +169,22 @@ impl GrantStore for SqlStore {
         scope: &Scopes,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::add_consent(native, user, client_id, scope, now).await;
+        }
         write_tx!(self.backend, |conn, d| {
             // A consent revoked between the two statements sends us round
             // again; three rounds would take a remarkable coincidence.
             for _ in 0..3 {
-                let inserted = sqlx::query(
-                    "INSERT INTO doorman_consents (user_id, client_id, scope, granted_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, client_id) DO NOTHING",
-                )
-                .bind(user.as_str())
-                .bind(client_id)
-                .bind(scope_text(scope))
-                .bind(secs(now))
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?
-                .rows_affected();
+                let inserted = sqlx::query(INSERT_CONSENT)
+                    .bind(user.as_str())
+                    .bind(client_id)
+                    .bind(scope_text(scope))
+                    .bind(secs(now))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
                 if inserted == 1 {
                     return Ok(());
                 }
@@ -165,16 +195,14 @@ impl GrantStore for SqlStore {
                     .await
                     .map_err(db)?;
                 let Some(stored) = stored else { continue };
-                sqlx::query(
-                    "UPDATE doorman_consents SET scope = $3, updated_at = $4 WHERE user_id = $1 AND client_id = $2",
-                )
-                .bind(user.as_str())
-                .bind(client_id)
-                .bind(union_text(&stored, scope))
-                .bind(secs(now))
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+                sqlx::query(UPDATE_CONSENT)
+                    .bind(user.as_str())
+                    .bind(client_id)
+                    .bind(union_text(&stored, scope))
+                    .bind(secs(now))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
                 return Ok(());
             }
             Err(StoreError::message(
@@ -184,15 +212,15 @@ impl GrantStore for SqlStore {
     }
 
     async fn list_consents(&self, user: &UserId) -> Result<Vec<Consent>, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::list_consents(native, user);
+        }
         let rows: Vec<ConsentRow> = on_pool!(self.backend, |pool| {
-            sqlx::query_as(
-                "SELECT client_id, scope, granted_at, updated_at FROM doorman_consents WHERE user_id = $1 \
-                 ORDER BY granted_at, client_id",
-            )
-            .bind(user.as_str())
-            .fetch_all(pool)
-            .await
-            .map_err(db)?
+            sqlx::query_as(LIST_CONSENTS)
+                .bind(user.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
         });
         rows.into_iter()
             .map(|r| consent_from_row(user, r))
@@ -204,32 +232,20 @@ impl GrantStore for SqlStore {
     /// and those a used code may still create — revoked (left as markers)
     /// with all their tokens.
     async fn revoke_consent(&self, user: &UserId, client_id: &str) -> Result<bool, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::revoke_consent(native, user, client_id).await;
+        }
         write_tx!(self.backend, |conn, _d| {
             let mut changed = Vec::with_capacity(5);
-            for sql in [
-                "DELETE FROM doorman_consents WHERE user_id = $1 AND client_id = $2",
-                // Unused codes first: after this, every code left is used,
-                // and its grant is revoked below whether or not it exists yet.
-                "DELETE FROM doorman_codes WHERE user_id = $1 AND client_id = $2 AND consumed_at IS NULL",
-                "UPDATE doorman_grants SET revoked = TRUE WHERE user_id = $1 AND client_id = $2 AND revoked = FALSE",
-                "INSERT INTO doorman_grants (id, revoked) \
-                 SELECT DISTINCT grant_id, TRUE FROM doorman_codes WHERE user_id = $1 AND client_id = $2 \
-                 ON CONFLICT (id) DO UPDATE SET revoked = TRUE",
-                "DELETE FROM doorman_tokens WHERE grant_id IN \
-                 (SELECT id FROM doorman_grants WHERE user_id = $1 AND client_id = $2) \
-                 OR grant_id IN (SELECT grant_id FROM doorman_codes WHERE user_id = $1 AND client_id = $2)",
-            ] {
+            for sql in REVOKE_CONSENT {
                 let result = sqlx::query(sql)
                     .bind(user.as_str())
                     .bind(client_id)
                     .execute(&mut *conn)
                     .await;
-                changed.push(result.map_err(db)?.rows_affected());
+                changed.push(result.map_err(db)?.rows_affected() as usize);
             }
-            // A consent, or a live grant; unused codes are not access yet.
-            let existed =
-                changed.first().is_some_and(|&n| n > 0) || changed.get(2).is_some_and(|&n| n > 0);
-            Ok(existed)
+            Ok(consent_existed(&changed))
         })
     }
 }

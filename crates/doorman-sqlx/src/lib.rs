@@ -1,4 +1,5 @@
-//! SQLite and PostgreSQL storage for [doorman], on sqlx.
+//! SQLite and PostgreSQL storage for [doorman], on sqlx (and SQLite files
+//! directly).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -24,15 +25,22 @@
 //! ([`doorman::store`]) on either backend:
 //!
 //! - **SQLite** is the embedded default: one file, WAL mode, `synchronous =
-//!   NORMAL`, a pool of readers and one writer connection beside it. The
-//!   store's writes queue in the process, first come first served, and run
-//!   one at a time on the writer, so a burst of concurrent writers never
-//!   races for SQLite's write lock nor sleeps in its busy handler. Every
-//!   multi-statement write is one `BEGIN IMMEDIATE` transaction, and the
-//!   busy timeout still makes writers of *other* processes sharing the
-//!   file wait for the lock instead of failing. A crash never leaves a
-//!   half-issued grant (after a power loss `NORMAL` may lose the last
-//!   commits, never half of one).
+//!   NORMAL`. On a file the store drives SQLite directly (rusqlite, the
+//!   same bundled SQLite library sqlx links), without sqlx's thread
+//!   hand-off per statement: reads run on the calling thread on a few
+//!   reading connections, each held for one statement; writes go, first
+//!   come first served, to one writer thread, which runs all the writes
+//!   waiting for it as one `BEGIN IMMEDIATE` transaction (group commit),
+//!   each in a savepoint of its own, and answers none before the commit.
+//!   So a burst of concurrent writers never races for SQLite's write lock
+//!   nor sleeps in its busy handler, and a write cancelled by its caller
+//!   happens whole or not at all. WAL checkpoints run on a thread beside
+//!   the writer. The busy timeout still makes writers of *other*
+//!   processes sharing the file wait for the lock instead of failing. A
+//!   crash never leaves a half-issued grant (after a power loss `NORMAL`
+//!   may lose the last commits, never half of one). On `:memory:` and on a
+//!   host's pool the store runs on the sqlx pool, its writes queued in
+//!   the process the same way.
 //! - **PostgreSQL** serves many app instances sharing one database. Writes
 //!   that must not interleave (rotating a refresh token, revoking or
 //!   creating a grant) lock the grant's row first, so whichever commits
@@ -66,6 +74,8 @@ mod clients;
 mod codes;
 mod grants;
 mod migrate;
+mod native;
+mod native_ops;
 mod options;
 mod rows;
 mod tokens;
@@ -75,7 +85,6 @@ use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
 use doorman::StoreError;
-use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -166,33 +175,33 @@ impl SqlStore {
         // it to WAL, and SQLite answers the loser `SQLITE_BUSY` at once (its
         // busy handler cannot help with that lock upgrade). Once the file is
         // in WAL mode this never happens again; until then, try again.
+        // Every option but `mode=rw`/`rwc` (read-only, immutable, another
+        // VFS, …) keeps the store on the sqlx pool, which honours them.
+        let direct = !in_memory
+            && query
+                .split('&')
+                .all(|kv| kv.is_empty() || kv == "mode=rw" || kv == "mode=rwc");
         let deadline = Instant::now() + options.busy_timeout;
         loop {
             let opened = async {
-                let read = readers.clone().connect_with(connect.clone()).await;
-                let read = read.map_err(db)?;
-                // The writer (see `backend::SqliteBackend`): a connection
-                // of its own beside the pool, except on `:memory:`.
-                let own = if in_memory {
-                    None
-                } else {
-                    match connect.connect().await {
-                        Ok(conn) => Some((conn, connect.clone())),
-                        Err(e) => {
-                            read.close().await;
-                            return Err(db(e));
-                        }
-                    }
+                let pool = readers.clone().connect_with(connect.clone()).await;
+                let pool = pool.map_err(db)?;
+                let on_pool = Self {
+                    backend: Backend::Sqlite(SqliteBackend::new(pool.clone(), None)),
                 };
-                let store = Self {
-                    backend: Backend::Sqlite(SqliteBackend::new(read, own)),
+                let native = match migrate::run(&on_pool.backend).await {
+                    Ok(_) if direct => open_native(&pool, options).await,
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(e),
                 };
-                match migrate::run(&store.backend).await {
-                    Ok(_) => Ok(store),
+                match native {
+                    Ok(native) => Ok(Self {
+                        backend: Backend::Sqlite(SqliteBackend::new(pool, native)),
+                    }),
                     Err(e) => {
                         // Before a retry, or a failed connect: no
                         // connection of this attempt lingers on the file.
-                        store.close().await;
+                        pool.close().await;
                         Err(e)
                     }
                 }
@@ -304,8 +313,11 @@ impl SqlStore {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(sqlite) => {
+                if let Some(native) = &sqlite.native {
+                    native.close().await;
+                }
                 // After the write in progress, if any: the writer's turn.
-                sqlite.writer.lock().await.close().await;
+                let _turn = sqlite.writer.lock().await;
                 sqlite.read.close().await;
             }
             Backend::Postgres(pool) => pool.close().await,
@@ -327,7 +339,7 @@ impl doorman::Store for SqlStore {
         &self,
         hash: &doorman::TokenHash,
         now: chrono::DateTime<chrono::Utc>,
-        issue: &doorman::CodeIssuer<'_>,
+        issue: std::sync::Arc<doorman::CodeIssuer>,
     ) -> Result<doorman::Redemption, StoreError> {
         codes::redeem(self, hash, now, issue).await
     }
@@ -342,6 +354,34 @@ impl doorman::Store for SqlStore {
     ) -> Result<doorman::Purged, StoreError> {
         tokens::purge(self, now).await
     }
+}
+
+/// The store's direct connections to the file `pool` is open on (see
+/// [`native`]), with as many readers as the pool may open.
+async fn open_native(
+    pool: &SqlitePool,
+    options: &SqlStoreOptions,
+) -> Result<Option<native::Native>, StoreError> {
+    let files: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, file FROM pragma_database_list")
+            .fetch_all(pool)
+            .await
+            .map_err(db)?;
+    let Some((_, file)) = files
+        .into_iter()
+        .find(|(name, file)| name == "main" && !file.is_empty())
+    else {
+        return Ok(None);
+    };
+    let readers = options
+        .max_connections
+        .unwrap_or(SqlStoreOptions::SQLITE_CONNECTIONS) as usize;
+    let busy = options.busy_timeout;
+    let path = std::path::PathBuf::from(file);
+    tokio::task::spawn_blocking(move || native::Native::open(&path, readers, busy))
+        .await
+        .map_err(StoreError::backend)?
+        .map(Some)
 }
 
 #[cfg(test)]

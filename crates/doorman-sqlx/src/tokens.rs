@@ -66,7 +66,7 @@ const INSERT_TOKENS: &str = "INSERT INTO doorman_tokens (hash, kind, grant_id, c
      issued_at, expires_at, consumed_at) ";
 
 /// `($first, …), (…), …`: `rows` rows of [`TOKEN_COLUMNS`] placeholders.
-fn push_token_values(sql: &mut String, rows: usize, first: usize) {
+pub(crate) fn push_token_values(sql: &mut String, rows: usize, first: usize) {
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..TOKEN_COLUMNS {
@@ -80,58 +80,44 @@ fn push_token_values(sql: &mut String, rows: usize, first: usize) {
     }
 }
 
-/// The SQLite script (see [`sqlite_script!`](crate::backend::sqlite_script))
-/// storing a grant and its `rows` tokens in one round trip, ending with
-/// `COMMIT`, and beginning with `BEGIN IMMEDIATE` if `begin`. `$1`…`$5`
-/// are the grant's columns as [`insert_grant!`](crate::grants::insert_grant)
-/// binds them, then the tokens' from `$6` as [`insert_tokens!`] binds them.
-///
-/// The grant's `INSERT … ON CONFLICT (id) DO NOTHING RETURNING 1` answers
-/// a row only if it inserted one; the tokens' `INSERT … SELECT` keeps its
-/// rows only if that statement changed a row (`changes()`, which SQLite
-/// updates when a statement completes), so a live grant or a revoked
-/// marker with this id leaves the transaction writing nothing more. A
-/// stored token hash fails the script before its `COMMIT`.
-pub(crate) fn grant_script(begin: bool, rows: usize) -> String {
-    let mut sql = String::with_capacity(400 + rows * 48);
-    if begin {
-        sql.push_str("BEGIN IMMEDIATE; ");
-    }
-    sql.push_str(crate::grants::INSERT_GRANT);
-    sql.push_str(" RETURNING 1; ");
-    if rows > 0 {
-        sql.push_str(INSERT_TOKENS);
-        sql.push_str("SELECT * FROM (VALUES ");
-        push_token_values(&mut sql, rows, 6);
-        sql.push_str(") WHERE changes() = 1; ");
-    }
-    sql.push_str("COMMIT");
-    sql
-}
-
-/// Binds `$grant` (a `&GrantRecord`) and then `$tokens` (a
-/// `&[TokenRecord]`) to `$query`, in the order of [`grant_script`].
-macro_rules! bind_grant_and_tokens {
-    ($query:expr, $grant:expr, $tokens:expr) => {{ $crate::tokens::bind_tokens!($crate::grants::bind_grant!($query, $grant), $tokens) }};
-}
-
-pub(crate) use bind_grant_and_tokens;
-
 pub(crate) use insert_tokens;
+
+/// A token by its hash: a [`TokenRow`].
+pub(crate) const SELECT_TOKEN: &str = "SELECT kind, grant_id, client_id, user_id, scope, issued_at, expires_at, consumed_at \
+     FROM doorman_tokens WHERE hash = $1";
+/// A token's grant id and kind.
+pub(crate) const TOKEN_GRANT: &str = "SELECT grant_id, kind FROM doorman_tokens WHERE hash = $1";
+/// A token's `consumed_at`.
+pub(crate) const TOKEN_CONSUMED: &str = "SELECT consumed_at FROM doorman_tokens WHERE hash = $1";
+/// Marks a grant revoked.
+pub(crate) const FLAG_REVOKED: &str = "UPDATE doorman_grants SET revoked = TRUE WHERE id = $1";
+/// Deletes every token of a grant.
+pub(crate) const DELETE_GRANT_TOKENS: &str = "DELETE FROM doorman_tokens WHERE grant_id = $1";
+/// Marks an unused refresh token used at `$2`.
+pub(crate) const MARK_USED: &str =
+    "UPDATE doorman_tokens SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL";
+/// Deletes a grant's access tokens.
+pub(crate) const DELETE_ACCESS: &str =
+    "DELETE FROM doorman_tokens WHERE grant_id = $1 AND kind = 'access'";
+/// Caps a grant's access tokens at `$2`.
+pub(crate) const CAP_ACCESS: &str = "UPDATE doorman_tokens SET expires_at = $2 WHERE grant_id = $1 AND kind = 'access' \
+     AND (expires_at IS NULL OR expires_at > $2)";
+/// Deletes one token.
+pub(crate) const DELETE_TOKEN: &str = "DELETE FROM doorman_tokens WHERE hash = $1";
 
 #[async_trait]
 impl TokenStore for SqlStore {
     /// One `SELECT … WHERE hash = $1` on the primary key.
     async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::token(native, hash);
+        }
         let row: Option<TokenRow> = on_pool!(self.backend, |pool| {
-            sqlx::query_as(
-                "SELECT kind, grant_id, client_id, user_id, scope, issued_at, expires_at, consumed_at \
-                 FROM doorman_tokens WHERE hash = $1",
-            )
-            .bind(&hash.0[..])
-            .fetch_optional(pool)
-            .await
-            .map_err(db)?
+            sqlx::query_as(SELECT_TOKEN)
+                .bind(&hash.0[..])
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
         });
         row.map(|r| token_from_row(*hash, r)).transpose()
     }
@@ -148,14 +134,23 @@ impl TokenStore for SqlStore {
         access_valid_until: DateTime<Utc>,
         new_tokens: &[TokenRecord],
     ) -> Result<Rotation, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::rotate_refresh(
+                native,
+                old,
+                now,
+                access_valid_until,
+                new_tokens,
+            )
+            .await;
+        }
         let key = &old.0[..];
         write_tx!(self.backend, |conn, d| {
-            let found: Option<(String, String)> =
-                sqlx::query_as("SELECT grant_id, kind FROM doorman_tokens WHERE hash = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db)?;
+            let found: Option<(String, String)> = sqlx::query_as(TOKEN_GRANT)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
             let grant_id = match found {
                 Some((grant_id, kind)) if kind == kind_text(TokenKind::Refresh) => grant_id,
                 _ => return Ok(Rotation::Missing),
@@ -170,23 +165,22 @@ impl TokenStore for SqlStore {
             }
             // Read again under the grant's lock: a rotation or revocation
             // that committed while we waited is visible now.
-            let consumed: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT consumed_at FROM doorman_tokens WHERE hash = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(db)?;
+            let consumed: Option<Option<i64>> = sqlx::query_scalar(TOKEN_CONSUMED)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
             match consumed {
                 None => return Ok(Rotation::Missing),
                 Some(Some(_)) => {
                     // RFC 9700 §4.14.2: a used refresh token came back; the
                     // whole grant goes.
-                    sqlx::query("UPDATE doorman_grants SET revoked = TRUE WHERE id = $1")
+                    sqlx::query(FLAG_REVOKED)
                         .bind(&grant_id)
                         .execute(&mut *conn)
                         .await
                         .map_err(db)?;
-                    sqlx::query("DELETE FROM doorman_tokens WHERE grant_id = $1")
+                    sqlx::query(DELETE_GRANT_TOKENS)
                         .bind(&grant_id)
                         .execute(&mut *conn)
                         .await
@@ -200,7 +194,7 @@ impl TokenStore for SqlStore {
                     "a new token names another grant than the rotated one",
                 ));
             }
-            let marked = sqlx::query("UPDATE doorman_tokens SET consumed_at = $2 WHERE hash = $1 AND consumed_at IS NULL")
+            let marked = sqlx::query(MARK_USED)
                 .bind(key)
                 .bind(secs(now))
                 .execute(&mut *conn)
@@ -212,21 +206,18 @@ impl TokenStore for SqlStore {
                 return Ok(Rotation::Missing);
             }
             if access_valid_until <= now {
-                sqlx::query("DELETE FROM doorman_tokens WHERE grant_id = $1 AND kind = 'access'")
+                sqlx::query(DELETE_ACCESS)
                     .bind(&grant_id)
                     .execute(&mut *conn)
                     .await
                     .map_err(db)?;
             } else {
-                sqlx::query(
-                    "UPDATE doorman_tokens SET expires_at = $2 WHERE grant_id = $1 AND kind = 'access' \
-                     AND (expires_at IS NULL OR expires_at > $2)",
-                )
-                .bind(&grant_id)
-                .bind(secs(access_valid_until))
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+                sqlx::query(CAP_ACCESS)
+                    .bind(&grant_id)
+                    .bind(secs(access_valid_until))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
             }
             insert_tokens!(conn, new_tokens);
             Ok(Rotation::Rotated)
@@ -234,8 +225,11 @@ impl TokenStore for SqlStore {
     }
 
     async fn delete_token(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return crate::native_ops::delete_token(native, hash).await;
+        }
         let n = write_conn!(self.backend, |conn| {
-            sqlx::query("DELETE FROM doorman_tokens WHERE hash = $1")
+            sqlx::query(DELETE_TOKEN)
                 .bind(&hash.0[..])
                 .execute(&mut *conn)
                 .await
@@ -250,6 +244,9 @@ impl TokenStore for SqlStore {
 /// write transaction; on PostgreSQL three statements that skip rows other
 /// transactions hold.
 pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged, StoreError> {
+    if let Some(native) = store.backend.native() {
+        return crate::native_ops::purge(native, now).await;
+    }
     write_tx!(store.backend, |conn, d| {
         let codes = sqlx::query(d.purge_codes)
             .bind(secs(now))
@@ -279,26 +276,6 @@ pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_grant_script_numbers_the_tokens_after_the_grant() {
-        let two = grant_script(true, 2);
-        assert!(
-            two.starts_with("BEGIN IMMEDIATE; INSERT INTO doorman_grants"),
-            "{two}"
-        );
-        assert!(two.contains("VALUES ($1, $2, $3, $4, $5, FALSE)"), "{two}");
-        assert!(
-            two.ends_with(
-                "SELECT * FROM (VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14), \
-                 ($15, $16, $17, $18, $19, $20, $21, $22, $23)) WHERE changes() = 1; COMMIT"
-            ),
-            "{two}"
-        );
-        let none = grant_script(false, 0);
-        assert!(none.starts_with("INSERT INTO doorman_grants"), "{none}");
-        assert!(none.ends_with("RETURNING 1; COMMIT"), "{none}");
-    }
 
     #[test]
     fn the_multi_row_insert_numbers_every_placeholder_once() {

@@ -306,7 +306,7 @@ async fn a_code_exchange_is_one_transaction_and_one_token_insert() {
         token(&g, TokenKind::Refresh, random_hash(), None),
     ];
     let issued = store
-        .redeem_code(&c.hash, now(), &|_| Ok((g.clone(), tokens.clone())))
+        .redeem_code(&c.hash, now(), issuing(&g, tokens.clone()))
         .await
         .expect("redeem");
     assert!(matches!(issued, doorman::Redemption::Issued), "{issued:?}");
@@ -325,9 +325,11 @@ async fn a_code_exchange_is_one_transaction_and_one_token_insert() {
     let refused = code(&app, &user, random_hash());
     store.put_code(&refused).await.expect("put");
     let answer = store
-        .redeem_code(&refused.hash, now(), &|_| {
-            Err(doorman::OAuthError::invalid_grant("no"))
-        })
+        .redeem_code(
+            &refused.hash,
+            now(),
+            Arc::new(|_: &doorman::CodeRecord| Err(doorman::OAuthError::invalid_grant("no"))),
+        )
         .await
         .expect("redeem");
     assert!(

@@ -39,18 +39,28 @@ impl fmt::Display for UserId {
 }
 
 /// Identifies one grant: the tokens descending from one authorization
-/// code or one client-credentials issue. 128 random bits in hex.
+/// code or one client-credentials issue. 32 hex digits: the creation time
+/// in milliseconds (48 bits), then 80 random bits.
+///
+/// Not a credential (nothing is granted to whoever knows it), so it may be
+/// time-ordered: a store's index on grant ids then grows at one end, and
+/// a write touches the same few index pages as the writes around it
+/// instead of a random page each.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GrantId(pub String);
 
 impl GrantId {
-    /// A fresh random id.
+    /// A fresh id: now, then randomness.
     pub fn generate() -> Self {
         let mut b = [0u8; 16];
-        random_bytes(&mut b);
+        let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        random_bytes(&mut b[6..]);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(32);
         for x in b {
-            s.push_str(&format!("{x:02x}"));
+            s.push(char::from(HEX[usize::from(x >> 4)]));
+            s.push(char::from(HEX[usize::from(x & 0xf)]));
         }
         Self(s)
     }
@@ -276,4 +286,34 @@ pub struct Purged {
     pub tokens: u64,
     /// Grants left with no token and no code.
     pub grants: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_ids_are_hex_distinct_and_ordered_by_time() {
+        let first = GrantId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let ids: Vec<GrantId> = (0..1000).map(|_| GrantId::generate()).collect();
+        for id in &ids {
+            assert_eq!(id.as_str().len(), 32, "{id:?}");
+            assert!(
+                id.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(
+                *id > first,
+                "{id:?} sorts before an id made earlier, {first:?}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "80 random bits repeated");
+        // The time prefix is now's milliseconds.
+        let millis = u64::from_str_radix(&ids[0].as_str()[..12], 16).expect("hex");
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).expect("after 1970");
+        assert!(now - millis < 60_000, "{millis} vs {now}");
+    }
 }

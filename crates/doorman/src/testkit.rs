@@ -48,7 +48,7 @@ use crate::model::{
 };
 use crate::scope::Scopes;
 use crate::secret::{TokenHash, random_bytes, random_token};
-use crate::store::{Redemption, Store};
+use crate::store::{CodeIssuer, Redemption, Store};
 
 mod flow;
 
@@ -357,39 +357,45 @@ pub async fn check_redeem_code(store: &dyn Store) {
     let base = base_time();
     let client = fresh_client(store, R, base).await;
     let user = random_user();
-    let grant_of = |code: &CodeRecord| GrantRecord {
+    let grant_of = move |code: &CodeRecord| GrantRecord {
         id: code.grant_id.clone(),
         client_id: code.client_id.clone(),
         user_id: Some(code.user_id.clone()),
         scope: code.scope.clone(),
         created_at: base,
     };
+    // An issuer granting `tokens`, counting its calls in `calls`.
+    let granting = |tokens: &Vec<TokenRecord>, calls: &Arc<AtomicUsize>| -> Arc<CodeIssuer> {
+        let (tokens, calls) = (tokens.clone(), Arc::clone(calls));
+        Arc::new(move |rec: &CodeRecord| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok((grant_of(rec), tokens.clone()))
+        })
+    };
 
     // The race.
     let code = code_record(&client, &user, base);
     ok(R, store.put_code(&code).await);
-    let calls = AtomicUsize::new(0);
+    let calls = Arc::new(AtomicUsize::new(0));
     let per_racer: Vec<Vec<TokenRecord>> = (0..RACERS)
         .map(|_| grant_tokens(&grant_of(&code), base))
         .collect();
-    let issuers: Vec<_> = per_racer
+    let issuers: Vec<Arc<CodeIssuer>> = per_racer
         .iter()
         .map(|tokens| {
-            let calls = &calls;
-            let code = &code;
-            let grant_of = &grant_of;
-            move |rec: &CodeRecord| {
+            let (calls, code, tokens) = (Arc::clone(&calls), code.clone(), tokens.clone());
+            Arc::new(move |rec: &CodeRecord| {
                 calls.fetch_add(1, Ordering::SeqCst);
-                if rec != code {
+                if *rec != code {
                     return Err(OAuthError::invalid_grant("testkit: unexpected record"));
                 }
                 Ok((grant_of(rec), tokens.clone()))
-            }
+            }) as Arc<CodeIssuer>
         })
         .collect();
     let results = join_all(
         issuers
-            .iter()
+            .into_iter()
             .map(|issue| store.redeem_code(&code.hash, base, issue))
             .collect(),
     )
@@ -435,9 +441,11 @@ pub async fn check_redeem_code(store: &dyn Store) {
     let answer = ok(
         R,
         store
-            .redeem_code(&refused.hash, base, &|_| {
-                Err(OAuthError::invalid_grant("testkit: refused"))
-            })
+            .redeem_code(
+                &refused.hash,
+                base,
+                Arc::new(|_: &CodeRecord| Err(OAuthError::invalid_grant("testkit: refused"))),
+            )
             .await,
     );
     ensure(
@@ -445,14 +453,11 @@ pub async fn check_redeem_code(store: &dyn Store) {
         matches!(&answer, Redemption::Refused(e) if e.description == "testkit: refused"),
         &format!("an issuer's refusal came back as {answer:?}"),
     );
-    let called = AtomicUsize::new(0);
+    let called = Arc::new(AtomicUsize::new(0));
     let again = ok(
         R,
         store
-            .redeem_code(&refused.hash, base, &|rec| {
-                called.fetch_add(1, Ordering::SeqCst);
-                Ok((grant_of(rec), tokens.clone()))
-            })
+            .redeem_code(&refused.hash, base, granting(&tokens, &called))
             .await,
     );
     ensure(
@@ -480,12 +485,11 @@ pub async fn check_redeem_code(store: &dyn Store) {
     ok(R, store.put_code(&unborn).await);
     ok(R, store.revoke_grant(&unborn.grant_id).await);
     let tokens = grant_tokens(&grant_of(&unborn), base);
+    let unused = Arc::new(AtomicUsize::new(0));
     let answer = ok(
         R,
         store
-            .redeem_code(&unborn.hash, base, &|rec| {
-                Ok((grant_of(rec), tokens.clone()))
-            })
+            .redeem_code(&unborn.hash, base, granting(&tokens, &unused))
             .await,
     );
     ensure(
@@ -503,18 +507,23 @@ pub async fn check_redeem_code(store: &dyn Store) {
     }
 
     // Unknown.
+    let called = Arc::new(AtomicUsize::new(0));
     let answer = ok(
         R,
         store
-            .redeem_code(&random_hash(), base, &|_| {
-                fail(R, "the issuer was called for an unknown code")
-            })
+            .redeem_code(&random_hash(), base, granting(&Vec::new(), &called))
             .await,
     );
     ensure(
         R,
         matches!(answer, Redemption::Missing),
         &format!("redeem_code of an unknown hash answered {answer:?}"),
+    );
+    ensure_eq(
+        R,
+        "issuer calls for an unknown code",
+        called.load(Ordering::SeqCst),
+        0,
     );
     cleanup(store, R, &[&client]).await;
 }

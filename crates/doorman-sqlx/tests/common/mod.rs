@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use doorman::{
-    Client, ClientStore, CodeRecord, CodeStore, CodeTake, GrantId, GrantRecord, GrantStore,
-    GrantType, Redemption, Scopes, Store, StoreError, TokenHash, TokenKind, TokenRecord,
-    TokenStore, UserId,
+    Client, ClientStore, CodeIssuer, CodeRecord, CodeStore, CodeTake, GrantId, GrantRecord,
+    GrantStore, GrantType, Redemption, Scopes, Store, StoreError, TokenHash, TokenKind,
+    TokenRecord, TokenStore, UserId,
 };
 use doorman_sqlx::{SqlStore, SqlStoreOptions};
 
@@ -171,9 +171,11 @@ pub async fn check_redeem_code_store_errors_write_nothing(store: &SqlStore) {
     );
     let good = token(&g, TokenKind::Refresh, random_hash(), None);
     let err = store
-        .redeem_code(&c.hash, now(), &|_| {
-            Ok((g.clone(), vec![good.clone(), stray.clone()]))
-        })
+        .redeem_code(
+            &c.hash,
+            now(),
+            issuing(&g, vec![good.clone(), stray.clone()]),
+        )
         .await
         .expect_err("a token of another grant");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -189,9 +191,11 @@ pub async fn check_redeem_code_store_errors_write_nothing(store: &SqlStore) {
     let mut clash = taken.clone();
     clash.grant_id = g.id.clone();
     let err = store
-        .redeem_code(&c.hash, now(), &|_| {
-            Ok((g.clone(), vec![good.clone(), clash.clone()]))
-        })
+        .redeem_code(
+            &c.hash,
+            now(),
+            issuing(&g, vec![good.clone(), clash.clone()]),
+        )
         .await
         .expect_err("a token hash stored already");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -206,10 +210,11 @@ pub async fn check_redeem_code_store_errors_write_nothing(store: &SqlStore) {
     // Nothing was written: the code redeems, the grant is created.
     let fresh = token(&g, TokenKind::Access, random_hash(), None);
     let issued = store
-        .redeem_code(&c.hash, now(), &|rec| {
-            assert_eq!(rec, &c);
-            Ok((g.clone(), vec![fresh.clone(), good.clone()]))
-        })
+        .redeem_code(
+            &c.hash,
+            now(),
+            issuing(&g, vec![fresh.clone(), good.clone()]),
+        )
         .await
         .expect("redeem");
     assert!(matches!(issued, Redemption::Issued), "{issued:?}");
@@ -220,6 +225,12 @@ pub async fn check_redeem_code_store_errors_write_nothing(store: &SqlStore) {
         "the grant exists"
     );
     assert!(store.delete_client(&app.client_id).await.expect("cleanup"));
+}
+
+/// An issuer that grants `grant` with `tokens`, whatever the code.
+pub fn issuing(grant: &GrantRecord, tokens: Vec<TokenRecord>) -> Arc<CodeIssuer> {
+    let grant = grant.clone();
+    Arc::new(move |_| Ok((grant.clone(), tokens.clone())))
 }
 
 /// Now, in whole seconds (what SQL stores keep).

@@ -1,6 +1,8 @@
 //! The token endpoint (RFC 6749 §3.2, §4.1.3, §4.4, §5, §6; RFC 7636 §4.6;
 //! RFC 9700 §4.8.2, §4.14.2).
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -15,7 +17,7 @@ use crate::model::{
 };
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken, ct_eq_bytes};
-use crate::store::Redemption;
+use crate::store::{CodeIssuer, Redemption};
 use crate::wire::{IssuedTokens, Params, method_not_allowed};
 
 impl AuthorizationServer {
@@ -60,42 +62,52 @@ impl AuthorizationServer {
     /// `authorization_code`: redeem a code once, check its bindings and PKCE.
     async fn exchange_code(
         &self,
-        client: &Client,
+        client: &Arc<Client>,
         params: &Params,
     ) -> Result<IssuedTokens, OAuthError> {
         require_grant(client, GrantType::AuthorizationCode)?;
         let code = params.require("code")?;
         let now = self.inner.clock.now();
-        let redirect_uri = params.get("redirect_uri");
-        let verifier = params.get("code_verifier");
+        let redirect_uri = params.get("redirect_uri").map(str::to_owned);
+        let verifier = params.get("code_verifier").map(str::to_owned);
         let refresh =
             self.config().issue_refresh_tokens && client.allows_grant(GrantType::RefreshToken);
         // The response for what `issue` minted (plaintext tokens). Each call
         // overwrites it: a store that retries its transaction calls `issue`
-        // again and stores what the last call answered.
-        let minted = std::sync::Mutex::new(None);
-        let issue = |record: &CodeRecord| {
-            check_code_bindings(record, client, redirect_uri, verifier, now)?;
-            let (grant, records, issued) = self.mint_grant(
-                client,
-                record.grant_id.clone(),
-                Some(record.user_id.clone()),
-                record.scope.clone(),
-                refresh,
-                now,
-            );
-            if let Ok(mut slot) = minted.lock() {
-                *slot = Some(issued);
-            }
-            Ok((grant, records))
+        // again and stores what the last call answered. The issuer owns
+        // what it uses, so a store may run it on a thread of its own.
+        let minted = Arc::new(std::sync::Mutex::new(None));
+        let issue: Arc<CodeIssuer> = {
+            let (server, client, minted) = (self.clone(), Arc::clone(client), Arc::clone(&minted));
+            Arc::new(move |record: &CodeRecord| {
+                check_code_bindings(
+                    record,
+                    &client,
+                    redirect_uri.as_deref(),
+                    verifier.as_deref(),
+                    now,
+                )?;
+                let (grant, records, issued) = server.mint_grant(
+                    &client,
+                    record.grant_id.clone(),
+                    Some(record.user_id.clone()),
+                    record.scope.clone(),
+                    refresh,
+                    now,
+                );
+                if let Ok(mut slot) = minted.lock() {
+                    *slot = Some(issued);
+                }
+                Ok((grant, records))
+            })
         };
         let hash = crate::TokenHash::of(code);
-        match self.inner.store.redeem_code(&hash, now, &issue).await? {
+        match self.inner.store.redeem_code(&hash, now, issue).await? {
             // `None`: a store answered Issued without calling `issue`.
             Redemption::Issued => minted
-                .into_inner()
+                .lock()
                 .ok()
-                .flatten()
+                .and_then(|mut slot| slot.take())
                 .ok_or_else(OAuthError::server_error),
             Redemption::Refused(e) => Err(e),
             Redemption::Revoked => Err(OAuthError::invalid_grant(

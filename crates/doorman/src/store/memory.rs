@@ -27,14 +27,14 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{ClientStore, CodeIssuer, CodeStore, GrantStore, Redemption, Store, TokenStore};
-use crate::error::StoreError;
+use crate::error::{OAuthError, StoreError};
 use crate::model::{
     Client, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, Purged, Rotation, TokenKind,
     TokenRecord, UserId,
@@ -555,7 +555,7 @@ impl MemoryStore {
     fn redeem_code_sync(
         &self,
         hash: &TokenHash,
-        issue: &CodeIssuer<'_>,
+        issue: impl Fn(&CodeRecord) -> Result<(GrantRecord, Vec<TokenRecord>), OAuthError>,
     ) -> Result<Redemption, StoreError> {
         let mut codes = self.codes.write(hash_shard(hash));
         let record = match take_locked(&mut codes, hash)? {
@@ -1163,9 +1163,9 @@ impl Store for MemoryStore {
         &self,
         hash: &TokenHash,
         _now: DateTime<Utc>,
-        issue: &CodeIssuer<'_>,
+        issue: Arc<CodeIssuer>,
     ) -> Result<Redemption, StoreError> {
-        self.redeem_code_sync(hash, issue)
+        self.redeem_code_sync(hash, &*issue)
     }
 
     /// Works one shard at a time: finds what expired under a read lock,
@@ -1864,7 +1864,7 @@ mod tests {
             assert_eq!(rec, &c);
             Ok((g.clone(), tokens.clone()))
         };
-        let answer = store.redeem_code(&c.hash, t0(), &issue).await;
+        let answer = store.redeem_code_sync(&c.hash, issue);
         assert!(matches!(answer, Ok(Redemption::Issued)), "{answer:?}");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(locked.load(Ordering::SeqCst), 1, "the issuer ran unlocked");
@@ -1875,7 +1875,7 @@ mod tests {
             indexed(&store, &c.user_id, "c"),
             Some(HashSet::from([g.id.clone()]))
         );
-        let again = store.redeem_code(&c.hash, t0(), &issue).await;
+        let again = store.redeem_code_sync(&c.hash, issue);
         assert!(
             matches!(&again, Ok(Redemption::Replayed(id)) if *id == c.grant_id),
             "{again:?}"
@@ -1900,8 +1900,8 @@ mod tests {
                     tokio::spawn(async move {
                         let tokens = issued.1.clone();
                         barrier.wait().await;
-                        let issue = |_: &CodeRecord| Ok(issued.clone());
-                        let answer = store.redeem_code(&c.hash, t0(), &issue).await;
+                        let issue = Arc::new(move |_: &CodeRecord| Ok(issued.clone()));
+                        let answer = store.redeem_code(&c.hash, t0(), issue).await;
                         if let Ok(Redemption::Replayed(id)) = &answer {
                             // What the engine does, then a purge after the code expired.
                             assert!(store.revoke_grant(id).await.is_ok());

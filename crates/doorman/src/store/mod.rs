@@ -14,6 +14,8 @@ mod memory;
 
 pub use memory::MemoryStore;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -132,8 +134,11 @@ pub trait TokenStore: Send + Sync {
 
 /// What the engine makes of a taken code: the grant with its first tokens,
 /// or the refusal to answer (the code stays consumed either way).
-pub type CodeIssuer<'a> =
-    dyn Fn(&CodeRecord) -> Result<(GrantRecord, Vec<TokenRecord>), OAuthError> + Send + Sync + 'a;
+///
+/// It owns what it needs (no borrowed lifetime), so a store may run it
+/// wherever its transaction runs, e.g. on a writer thread of its own.
+pub type CodeIssuer =
+    dyn Fn(&CodeRecord) -> Result<(GrantRecord, Vec<TokenRecord>), OAuthError> + Send + Sync;
 
 /// The outcome of [`Store::redeem_code`].
 #[derive(Debug)]
@@ -174,7 +179,7 @@ pub trait Store: ClientStore + CodeStore + GrantStore + TokenStore {
         &self,
         hash: &TokenHash,
         now: DateTime<Utc>,
-        issue: &CodeIssuer<'_>,
+        issue: Arc<CodeIssuer>,
     ) -> Result<Redemption, StoreError> {
         let record = match self.take_code(hash, now).await? {
             CodeTake::Taken(r) => r,

@@ -1,0 +1,530 @@
+//! Every store operation on the direct SQLite connections
+//! ([`crate::native`]): the same SQL text and the same meaning as the
+//! sqlx forms beside the traits, without a thread hand-off per statement.
+//!
+//! Reads run on the caller's thread. Writes are closures run on the
+//! writer thread, each in a savepoint of a group transaction, so they own
+//! what they write (records are cloned in) and return what they found.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use doorman::{
+    Client, CodeIssuer, CodeRecord, CodeTake, Consent, GrantId, GrantRecord, Purged, Redemption,
+    Rotation, Scopes, StoreError, TokenHash, TokenKind, TokenRecord, UserId,
+};
+use rusqlite::{Connection, Row, ToSql};
+
+use crate::backend::SQLITE;
+use crate::clients::{
+    DELETE_CLIENT, DELETE_CLIENT_REST, INSERT_CLIENT, SELECT_CLIENT, UPDATE_CLIENT,
+};
+use crate::codes::{INSERT_CODE, TAKE_CODE, USED_CODE, run_issuer};
+use crate::grants::{
+    INSERT_CONSENT, INSERT_GRANT, LIST_CONSENTS, REVOKE_CONSENT, REVOKE_GRANT, SELECT_CONSENT,
+    UPDATE_CONSENT, consent_existed,
+};
+use crate::native::{Native, named, sqlite};
+use crate::rows::{
+    ClientCols, client_cols, client_from_row, code_from_row, consent_from_row, kind_text,
+    scope_text, secs, token_from_row, union_text,
+};
+use crate::tokens::{
+    CAP_ACCESS, DELETE_ACCESS, DELETE_GRANT_TOKENS, DELETE_TOKEN, FLAG_REVOKED, MARK_USED,
+    SELECT_TOKEN, TOKEN_CONSUMED, TOKEN_GRANT, insert_tokens_sql,
+};
+
+// ---------------------------------------------------------------------------
+// Statement helpers
+
+/// Runs `sql` with `params`: how many rows it changed.
+fn exec<const N: usize>(
+    conn: &Connection,
+    sql: &str,
+    params: [&dyn ToSql; N],
+) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite)?;
+    stmt.execute(&named(params)[..]).map_err(sqlite)
+}
+
+/// [`exec`], with a unique-key violation answered as
+/// [`StoreError::Conflict`] with `what`.
+fn exec_unique<const N: usize>(
+    conn: &Connection,
+    sql: &str,
+    params: [&dyn ToSql; N],
+    what: &'static str,
+) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite)?;
+    stmt.execute(&named(params)[..]).map_err(|e| match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+                && matches!(
+                    f.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                ) =>
+        {
+            StoreError::Conflict(what)
+        }
+        _ => sqlite(e),
+    })
+}
+
+/// Every row `sql` answers, decoded by `decode` (a statement with
+/// `RETURNING` runs to its end).
+fn all<T, const N: usize>(
+    conn: &Connection,
+    sql: &str,
+    params: [&dyn ToSql; N],
+    decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite)?;
+    let rows = stmt.query_map(&named(params)[..], decode).map_err(sqlite)?;
+    rows.collect::<Result<_, _>>().map_err(sqlite)
+}
+
+/// The first row `sql` answers, if any (for statements without side
+/// effects).
+fn first<T, const N: usize>(
+    conn: &Connection,
+    sql: &str,
+    params: [&dyn ToSql; N],
+    decode: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite)?;
+    let mut rows = stmt.query(&named(params)[..]).map_err(sqlite)?;
+    match rows.next().map_err(sqlite)? {
+        Some(row) => decode(row).map(Some).map_err(sqlite),
+        None => Ok(None),
+    }
+}
+
+// Row decoders, column for column as the `*Row` tuples of `rows.rs`.
+
+fn client_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::ClientRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn code_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::CodeRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::TokenRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn consent_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::ConsentRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+pub(crate) fn client(native: &Native, client_id: &str) -> Result<Option<Client>, StoreError> {
+    native
+        .read(|c| first(c, SELECT_CLIENT, [&client_id], client_row))?
+        .map(client_from_row)
+        .transpose()
+}
+
+/// Binds a client's columns in [`INSERT_CLIENT`]'s and [`UPDATE_CLIENT`]'s order.
+fn write_client(
+    c: &Connection,
+    sql: &str,
+    client: &Client,
+    cols: &ClientCols,
+) -> Result<usize, StoreError> {
+    exec_unique(
+        c,
+        sql,
+        [
+            &client.client_id,
+            &cols.secret_hash,
+            &client.name,
+            &client.description,
+            &cols.redirect_uris,
+            &cols.scope,
+            &cols.grant_types,
+            &client.trusted,
+            &cols.released_claims,
+            &cols.created_at,
+        ],
+        "a client with this id exists",
+    )
+}
+
+pub(crate) async fn create_client(native: &Native, client: &Client) -> Result<bool, StoreError> {
+    let (client, cols) = (client.clone(), client_cols(client)?);
+    native
+        .write(move |c| Ok(write_client(c, INSERT_CLIENT, &client, &cols)? == 1))
+        .await
+}
+
+pub(crate) async fn update_client(native: &Native, client: &Client) -> Result<bool, StoreError> {
+    let (client, cols) = (client.clone(), client_cols(client)?);
+    native
+        .write(move |c| Ok(write_client(c, UPDATE_CLIENT, &client, &cols)? > 0))
+        .await
+}
+
+pub(crate) async fn delete_client(native: &Native, client_id: &str) -> Result<bool, StoreError> {
+    let id = client_id.to_owned();
+    native
+        .write(move |c| {
+            if exec(c, DELETE_CLIENT, [&id])? == 0 {
+                return Ok(false);
+            }
+            for sql in DELETE_CLIENT_REST {
+                exec(c, sql, [&id])?;
+            }
+            Ok(true)
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------
+// Codes
+
+pub(crate) async fn put_code(native: &Native, code: &CodeRecord) -> Result<(), StoreError> {
+    let code = code.clone();
+    native
+        .write(move |c| {
+            exec_unique(
+                c,
+                INSERT_CODE,
+                [
+                    &&code.hash.0[..],
+                    &code.grant_id.as_str(),
+                    &code.client_id,
+                    &code.user_id.as_str(),
+                    &code.redirect_uri,
+                    &code.redirect_uri_explicit,
+                    &scope_text(&code.scope),
+                    &code.code_challenge,
+                    &secs(code.issued_at),
+                    &secs(code.expires_at),
+                ],
+                "a code with this hash exists",
+            )
+            .map(drop)
+        })
+        .await
+}
+
+/// Takes the code (as `CodeStore::take_code` does) on the writer's
+/// connection: the record, or the grant id of a used code, or nothing.
+fn take(c: &Connection, hash: TokenHash, now: i64) -> Result<CodeTake, StoreError> {
+    let key = &hash.0[..];
+    if let Some(row) = all(c, TAKE_CODE, [&key, &now], code_row)?
+        .into_iter()
+        .next()
+    {
+        return Ok(CodeTake::Taken(code_from_row(hash, row)?));
+    }
+    let used = first(c, USED_CODE, [&key], |r| r.get::<_, String>(0))?;
+    Ok(used.map_or(CodeTake::Missing, |g| CodeTake::Replayed(GrantId(g))))
+}
+
+pub(crate) async fn take_code(
+    native: &Native,
+    hash: TokenHash,
+    now: DateTime<Utc>,
+) -> Result<CodeTake, StoreError> {
+    let now = secs(now);
+    native.write(move |c| take(c, hash, now)).await
+}
+
+/// `Store::redeem_code` in one savepoint of the writer's transaction, with
+/// `issue` run on the writer thread between the take and the inserts.
+pub(crate) async fn redeem(
+    native: &Native,
+    hash: TokenHash,
+    now: DateTime<Utc>,
+    issue: Arc<CodeIssuer>,
+) -> Result<Redemption, StoreError> {
+    let now = secs(now);
+    native
+        .write(move |c| {
+            let key = &hash.0[..];
+            let Some(row) = all(c, TAKE_CODE, [&key, &now], code_row)?
+                .into_iter()
+                .next()
+            else {
+                let used = first(c, USED_CODE, [&key], |r| r.get::<_, String>(0))?;
+                return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
+            };
+            let (grant, tokens) = match run_issuer(&*issue, hash, row)? {
+                Ok(issued) => issued,
+                Err(refusal) => return Ok(Redemption::Refused(refusal)),
+            };
+            Ok(if insert_grant(c, &grant, &tokens)? {
+                Redemption::Issued
+            } else {
+                Redemption::Revoked
+            })
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------
+// Grants and consents
+
+/// Inserts `grant` and its `tokens` unless a grant or revoked marker with
+/// its id exists: whether it did.
+fn insert_grant(
+    c: &Connection,
+    grant: &GrantRecord,
+    tokens: &[TokenRecord],
+) -> Result<bool, StoreError> {
+    let created = exec(
+        c,
+        INSERT_GRANT,
+        [
+            &grant.id.as_str(),
+            &grant.client_id,
+            &grant.user_id.as_ref().map(UserId::as_str),
+            &scope_text(&grant.scope),
+            &secs(grant.created_at),
+        ],
+    )?;
+    if created == 0 {
+        return Ok(false);
+    }
+    insert_tokens(c, tokens)?;
+    Ok(true)
+}
+
+/// Inserts `tokens`, one cached single-row statement each.
+fn insert_tokens(c: &Connection, tokens: &[TokenRecord]) -> Result<(), StoreError> {
+    thread_local! {
+        static ONE_ROW: String = insert_tokens_sql(1);
+    }
+    ONE_ROW.with(|sql| {
+        for t in tokens {
+            exec_unique(
+                c,
+                sql,
+                [
+                    &&t.hash.0[..],
+                    &kind_text(t.kind),
+                    &t.grant_id.as_str(),
+                    &t.client_id,
+                    &t.user_id.as_ref().map(UserId::as_str),
+                    &scope_text(&t.scope),
+                    &secs(t.issued_at),
+                    &t.expires_at.map(secs),
+                    &t.consumed_at.map(secs),
+                ],
+                "a token with this hash exists",
+            )?;
+        }
+        Ok(())
+    })
+}
+
+pub(crate) async fn create_grant(
+    native: &Native,
+    grant: &GrantRecord,
+    tokens: &[TokenRecord],
+) -> Result<bool, StoreError> {
+    let (grant, tokens) = (grant.clone(), tokens.to_vec());
+    native
+        .write(move |c| insert_grant(c, &grant, &tokens))
+        .await
+}
+
+/// Leaves `grant_id` revoked with no token.
+fn revoke(c: &Connection, grant_id: &str) -> Result<(), StoreError> {
+    exec(c, REVOKE_GRANT, [&grant_id])?;
+    exec(c, DELETE_GRANT_TOKENS, [&grant_id])?;
+    Ok(())
+}
+
+pub(crate) async fn revoke_grant(native: &Native, grant_id: &GrantId) -> Result<(), StoreError> {
+    let id = grant_id.clone();
+    native.write(move |c| revoke(c, id.as_str())).await
+}
+
+pub(crate) fn consent(
+    native: &Native,
+    user: &UserId,
+    client_id: &str,
+) -> Result<Option<Consent>, StoreError> {
+    native
+        .read(|c| first(c, SELECT_CONSENT, [&user.as_str(), &client_id], consent_row))?
+        .map(|r| consent_from_row(user, r))
+        .transpose()
+}
+
+pub(crate) fn list_consents(native: &Native, user: &UserId) -> Result<Vec<Consent>, StoreError> {
+    native
+        .read(|c| all(c, LIST_CONSENTS, [&user.as_str()], consent_row))?
+        .into_iter()
+        .map(|r| consent_from_row(user, r))
+        .collect()
+}
+
+pub(crate) async fn add_consent(
+    native: &Native,
+    user: &UserId,
+    client_id: &str,
+    scope: &Scopes,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (user, client_id, scope, now) =
+        (user.clone(), client_id.to_owned(), scope.clone(), secs(now));
+    native
+        .write(move |c| {
+            let (u, cid) = (user.as_str(), client_id.as_str());
+            if exec(c, INSERT_CONSENT, [&u, &cid, &scope_text(&scope), &now])? == 1 {
+                return Ok(());
+            }
+            // The writer thread is the only writer of this store: the row
+            // the insert met is still there.
+            let stored = first(c, SELECT_CONSENT, [&u, &cid], |r| r.get::<_, String>(1))?
+                .ok_or_else(|| StoreError::message("doorman-sqlx: a consent vanished mid-write"))?;
+            exec(
+                c,
+                UPDATE_CONSENT,
+                [&u, &cid, &union_text(&stored, &scope), &now],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn revoke_consent(
+    native: &Native,
+    user: &UserId,
+    client_id: &str,
+) -> Result<bool, StoreError> {
+    let (user, client_id) = (user.clone(), client_id.to_owned());
+    native
+        .write(move |c| {
+            let mut changed = [0; REVOKE_CONSENT.len()];
+            for (n, sql) in changed.iter_mut().zip(REVOKE_CONSENT) {
+                *n = exec(c, sql, [&user.as_str(), &client_id])?;
+            }
+            Ok(consent_existed(&changed))
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------
+// Tokens
+
+pub(crate) fn token(native: &Native, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+    native
+        .read(|c| first(c, SELECT_TOKEN, [&&hash.0[..]], token_row))?
+        .map(|r| token_from_row(*hash, r))
+        .transpose()
+}
+
+pub(crate) async fn rotate_refresh(
+    native: &Native,
+    old: &TokenHash,
+    now: DateTime<Utc>,
+    access_valid_until: DateTime<Utc>,
+    new_tokens: &[TokenRecord],
+) -> Result<Rotation, StoreError> {
+    let (old, new_tokens) = (*old, new_tokens.to_vec());
+    let (now, until) = (secs(now), secs(access_valid_until));
+    native
+        .write(move |c| {
+            let key = &old.0[..];
+            let found = first(c, TOKEN_GRANT, [&key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let grant_id = match found {
+                Some((grant_id, kind)) if kind == kind_text(TokenKind::Refresh) => grant_id,
+                _ => return Ok(Rotation::Missing),
+            };
+            let revoked = first(c, SQLITE.lock_grant, [&grant_id], |r| r.get::<_, bool>(0))?;
+            if revoked != Some(false) {
+                return Ok(Rotation::Missing);
+            }
+            match first(c, TOKEN_CONSUMED, [&key], |r| r.get::<_, Option<i64>>(0))? {
+                None => return Ok(Rotation::Missing),
+                Some(None) => {}
+                Some(Some(_)) => {
+                    // RFC 9700 §4.14.2: a used refresh token came back; the
+                    // whole grant goes.
+                    exec(c, FLAG_REVOKED, [&grant_id])?;
+                    exec(c, DELETE_GRANT_TOKENS, [&grant_id])?;
+                    return Ok(Rotation::Reused);
+                }
+            }
+            if new_tokens.iter().any(|t| t.grant_id.as_str() != grant_id) {
+                return Err(StoreError::Conflict(
+                    "a new token names another grant than the rotated one",
+                ));
+            }
+            if exec(c, MARK_USED, [&key, &now])? == 0 {
+                return Ok(Rotation::Missing);
+            }
+            if until <= now {
+                exec(c, DELETE_ACCESS, [&grant_id])?;
+            } else {
+                exec(c, CAP_ACCESS, [&grant_id, &until])?;
+            }
+            insert_tokens(c, &new_tokens)?;
+            Ok(Rotation::Rotated)
+        })
+        .await
+}
+
+pub(crate) async fn delete_token(native: &Native, hash: &TokenHash) -> Result<bool, StoreError> {
+    let hash = *hash;
+    native
+        .write(move |c| Ok(exec(c, DELETE_TOKEN, [&&hash.0[..]])? > 0))
+        .await
+}
+
+/// Codes, tokens, then unreferenced grants, in one savepoint.
+pub(crate) async fn purge(native: &Native, now: DateTime<Utc>) -> Result<Purged, StoreError> {
+    let now = secs(now);
+    native
+        .write(move |c| {
+            let codes = exec(c, SQLITE.purge_codes, [&now])? as u64;
+            let tokens = exec(c, SQLITE.purge_tokens, [&now])? as u64;
+            let revoked = all(c, SQLITE.purge_grants, [], |r| r.get::<_, bool>(0))?;
+            let grants = revoked.into_iter().filter(|r| !r).count() as u64;
+            Ok(Purged {
+                codes,
+                tokens,
+                grants,
+            })
+        })
+        .await
+}
