@@ -91,6 +91,9 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::backend::{Backend, SqliteBackend, db};
 pub use crate::options::SqlStoreOptions;
+/// The rusqlite this crate drives SQLite files with, for
+/// [`SqlStore::sqlite_read`].
+pub use rusqlite;
 
 /// A [`doorman::Store`] on SQLite or PostgreSQL.
 ///
@@ -281,6 +284,40 @@ impl SqlStore {
             Backend::Sqlite(sqlite) => Some(&sqlite.read),
             Backend::Postgres(_) => None,
         }
+    }
+
+    /// Runs `f` on one of the store's own reading connections to its
+    /// SQLite file, on this thread: for the host's hot reads of its own
+    /// tables (a user row per userinfo, say) without sqlx's thread
+    /// hand-off. The connection is held for the call, so `f` should be
+    /// one or two statements; it must not write (the store's writes go
+    /// through its writer thread, and a write here would wait for it).
+    ///
+    /// `None` when the store does not drive SQLite directly (PostgreSQL,
+    /// `:memory:`, a host's pool, a read-only URL): use the pools then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), doorman::StoreError> {
+    /// # let dir = std::env::temp_dir().join(format!("doorman-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).map_err(doorman::StoreError::backend)?;
+    /// # let url = format!("sqlite://{}/read.db", dir.display());
+    /// let store = doorman_sqlx::SqlStore::connect(&url).await?;
+    /// let clients = store.sqlite_read(|conn| {
+    ///     conn.query_row("SELECT COUNT(*) FROM doorman_clients", [], |row| row.get::<_, i64>(0))
+    /// });
+    /// assert_eq!(clients.transpose()?, Some(0));
+    /// # store.close().await;
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sqlite_read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T, StoreError>> {
+        let native = self.backend.native()?;
+        Some(native.read(|conn| f(conn).map_err(native::sqlite)))
     }
 
     /// The PostgreSQL pool, for the host's own tables; `None` on SQLite.

@@ -859,3 +859,99 @@ async fn mixed_writes(
         }
     }
 }
+
+/// Writes that commit together (the writer takes every queued write into
+/// one transaction) fail alone: of 96 concurrent `create_grant`s, those
+/// whose token hash is stored already get `Conflict` and leave nothing —
+/// not even their grant row, which a retry then creates — while all the
+/// others, committed in the same transactions, are stored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_write_in_a_group_commit_undoes_only_itself() {
+    let db = TempDb::new("group");
+    let store = Arc::new(SqlStore::connect(&db.url()).await.expect("connect"));
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let taken = {
+        let g = grant(&app, None);
+        let t = token(&g, TokenKind::Access, random_hash(), None);
+        assert!(
+            store
+                .create_grant(&g, std::slice::from_ref(&t))
+                .await
+                .expect("grant")
+        );
+        t
+    };
+    let start = Arc::new(tokio::sync::Barrier::new(96));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..96 {
+        let (store, app, start, taken) = (store.clone(), app.clone(), start.clone(), taken.clone());
+        tasks.spawn(async move {
+            let g = grant(&app, None);
+            let good = token(&g, TokenKind::Access, random_hash(), None);
+            let mut tokens = vec![good.clone()];
+            if i % 4 == 0 {
+                let mut clash = taken.clone();
+                clash.grant_id = g.id.clone();
+                tokens.push(clash);
+            }
+            start.wait().await;
+            let result = store.create_grant(&g, &tokens).await;
+            (i, g, good, result)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (i, g, good, result) = joined.expect("task");
+        let stored = store.token(&good.hash).await.expect("token");
+        if i % 4 == 0 {
+            assert!(
+                matches!(result, Err(doorman::StoreError::Conflict(_))),
+                "{i}: {result:?}"
+            );
+            assert_eq!(stored, None, "{i}: a failed write left its first token");
+            assert!(
+                store.create_grant(&g, &[]).await.expect("retry"),
+                "{i}: a failed write left its grant row"
+            );
+        } else {
+            assert!(
+                result.expect("a good write in a group with a failing one"),
+                "{i}"
+            );
+            assert_eq!(stored, Some(good), "{i}");
+        }
+    }
+    assert_eq!(store.token(&taken.hash).await.expect("token"), Some(taken));
+    store.close().await;
+}
+
+/// The host reads its own tables on the store's connections to a file;
+/// a store that does not drive SQLite directly says so (`None`); after
+/// `close`, reads and writes fail instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_reads_and_a_closed_store() {
+    let db = TempDb::new("host-read");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let name = store.sqlite_read(|conn| {
+        conn.query_row(
+            "SELECT name FROM doorman_clients WHERE client_id = ?1",
+            [&app.client_id],
+            |row| row.get::<_, String>(0),
+        )
+    });
+    assert_eq!(name.transpose().expect("read"), Some(app.name.clone()));
+    let memory = SqlStore::connect("sqlite::memory:").await.expect("memory");
+    assert!(memory.sqlite_read(|_| Ok(())).is_none());
+
+    store.close().await;
+    assert!(store.client(&app.client_id).await.is_err());
+    assert!(store.create_client(&client(None)).await.is_err());
+    assert!(
+        store
+            .sqlite_read(|_| Ok(()))
+            .expect("still a file store")
+            .is_err()
+    );
+}

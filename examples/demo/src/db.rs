@@ -7,13 +7,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use doorman_sqlx::SqlStore;
+use doorman_sqlx::rusqlite::OptionalExtension as _;
 use sqlx::{PgPool, Row as _, SqlitePool};
 
 /// A pool on the database the store uses.
 #[derive(Debug, Clone)]
 pub enum Db {
-    /// Embedded SQLite.
-    Sqlite(SqlitePool),
+    /// Embedded SQLite: the store's sqlx pool, and the store itself, whose
+    /// own reading connections serve the hot reads (users, sessions)
+    /// without sqlx's thread hand-off.
+    Sqlite(SqlitePool, SqlStore),
     /// PostgreSQL.
     Postgres(PgPool),
     /// Process memory (`DATABASE_URL=memory:`, for benchmarks and trials):
@@ -32,7 +36,7 @@ macro_rules! on_pool {
     };
     (@ $lock:ident, $db:expr, |$pool:ident| $body:expr, |$tables:ident| $mem:expr) => {
         match $db {
-            Db::Sqlite($pool) => $body,
+            Db::Sqlite($pool, _) => $body,
             Db::Postgres($pool) => $body,
             Db::Memory(tables) => {
                 #[allow(unused_mut)]
@@ -41,6 +45,18 @@ macro_rules! on_pool {
             }
         }
     };
+}
+
+/// A user row by id (`$1`).
+const USER_BY_ID: &str = "SELECT id, username, email, quota, used_quota, status, created_time FROM demo_users WHERE id = $1";
+
+/// The user id and name of a live session (`$1` the id hash, `$2` now).
+const SESSION_USER: &str = "SELECT u.id, u.username FROM demo_sessions s JOIN demo_users u ON u.id = s.user_id \
+     WHERE s.id_hash = $1 AND s.expires_at > $2";
+
+/// A failed read on the store's own connection, as the pools' errors.
+fn store_error(e: doorman::StoreError) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("reading SQLite: {e}"))
 }
 
 fn poisoned() -> sqlx::Error {
@@ -154,7 +170,7 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         match self {
             Db::Memory(_) => Ok(()),
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 let mut tx = pool.begin().await?;
                 for stmt in SQLITE_SCHEMA {
                     sqlx::query(*stmt).execute(&mut *tx).await?;
@@ -249,10 +265,27 @@ impl Db {
 
     /// A user by id.
     pub async fn user(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+        if let Db::Sqlite(_, store) = self
+            && let Some(found) = store.sqlite_read(|conn| {
+                conn.prepare_cached(USER_BY_ID)?
+                    .query_row([id], |row| {
+                        Ok(User {
+                            id: row.get(0)?,
+                            username: row.get(1)?,
+                            email: row.get(2)?,
+                            quota: row.get(3)?,
+                            used_quota: row.get(4)?,
+                            status: row.get(5)?,
+                            created_time: row.get(6)?,
+                        })
+                    })
+                    .optional()
+            })
+        {
+            return found.map_err(store_error);
+        }
         on_pool!(read self, |pool| {
-            match sqlx::query(
-                "SELECT id, username, email, quota, used_quota, status, created_time FROM demo_users WHERE id = $1",
-            ).bind(id).fetch_optional(pool).await? {
+            match sqlx::query(USER_BY_ID).bind(id).fetch_optional(pool).await? {
                 Some(row) => Ok(Some(User {
                     id: row.try_get("id")?,
                     username: row.try_get("username")?,
@@ -321,11 +354,17 @@ impl Db {
         id_hash: &str,
         now: i64,
     ) -> Result<Option<(i64, String)>, sqlx::Error> {
+        if let Db::Sqlite(_, store) = self
+            && let Some(found) = store.sqlite_read(|conn| {
+                conn.prepare_cached(SESSION_USER)?
+                    .query_row((id_hash, now), |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+        {
+            return found.map_err(store_error);
+        }
         on_pool!(read self, |pool| {
-            match sqlx::query(
-                "SELECT u.id, u.username FROM demo_sessions s JOIN demo_users u ON u.id = s.user_id
-                 WHERE s.id_hash = $1 AND s.expires_at > $2",
-            )
+            match sqlx::query(SESSION_USER)
             .bind(id_hash)
             .bind(now)
             .fetch_optional(pool)

@@ -49,7 +49,7 @@ impl Storage {
         // One pool for both: SQLite then has one set of writers queueing
         // for its lock, and `sqlite::memory:` one database.
         let db = match (sql.sqlite_pool(), sql.pg_pool()) {
-            (Some(pool), _) => Db::Sqlite(pool.clone()),
+            (Some(pool), _) => Db::Sqlite(pool.clone(), sql.clone()),
             (None, Some(pool)) => Db::Postgres(pool.clone()),
             (None, None) => return Err(DemoError::Database("the store exposes no pool".into())),
         };
