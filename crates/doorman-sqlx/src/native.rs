@@ -11,10 +11,11 @@
 //!   mode readers never wait for the writer.
 //! - **Writes** are closures sent to the writer thread, which owns the one
 //!   writing connection. It takes every write waiting in its queue (up to
-//!   [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction, each
-//!   inside a savepoint of its own, and commits once (group commit): a
-//!   write that fails is rolled back to its savepoint alone, and no answer
-//!   leaves the thread before the transaction holding it has committed.
+//!   [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction and
+//!   commits once (group commit). If one of them fails, the transaction
+//!   is rolled back and the group run again, each write in a savepoint
+//!   of its own, so a failure undoes only itself. No answer leaves the
+//!   thread before the transaction holding it has committed.
 //!   A caller that stops waiting (its future dropped) changes nothing: its
 //!   write runs to the end or not at all, never halfway.
 
@@ -119,14 +120,18 @@ impl Native {
     /// Runs `f` on the writer thread inside a write transaction, and
     /// answers once that transaction has committed (an `Err` from `f`
     /// undoes what `f` wrote and is answered as is).
+    ///
+    /// `f` may run twice: when another write of its group fails, the
+    /// group is undone and run again write by write. What its last run
+    /// answered is what is committed and answered.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = Box::new(Job {
-            f: Some(f),
+            f,
             result: None,
             tx,
         });
@@ -173,7 +178,7 @@ trait Write: Send {
 }
 
 struct Job<F, T> {
-    f: Option<F>,
+    f: F,
     result: Option<Result<T, StoreError>>,
     tx: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
 }
@@ -181,14 +186,12 @@ struct Job<F, T> {
 impl<F, T> Write for Job<F, T>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let result = match self.f.take() {
-            Some(f) => catch_unwind(AssertUnwindSafe(|| f(conn)))
-                .unwrap_or_else(|_| Err(StoreError::message("doorman-sqlx: a write panicked"))),
-            None => Err(StoreError::message("doorman-sqlx: a write ran twice")),
-        };
+        let f = &self.f;
+        let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+            .unwrap_or_else(|_| Err(StoreError::message("doorman-sqlx: a write panicked")));
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -224,7 +227,7 @@ const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// How much of the file every connection maps into memory (bytes).
 const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 /// The least time between two checkpoints while writes keep coming.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
 /// Cache and memory-map sizes of a connection.
 fn pragmas(conn: &Connection, cache_kib: i64) -> Result<(), StoreError> {
@@ -307,23 +310,48 @@ fn write_loop(conn: Connection, rx: &mpsc::Receiver<Msg>, kick: &mpsc::SyncSende
 }
 
 /// Runs `batch` in one transaction and answers every write of it.
+///
+/// All of them run in one go first. Only if one fails is the transaction
+/// rolled back and the batch run again, each write in a savepoint of its
+/// own, so that the failure undoes only itself: savepoints copy every page
+/// a write touches, a price not worth paying while writes succeed.
 fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Write>>) {
     if let Err(e) = run_sql(conn, "BEGIN IMMEDIATE") {
         let why = e.to_string();
         batch.drain(..).for_each(|w| w.refuse(&why));
         return;
     }
-    // One write alone needs no savepoint: its failure rolls back the
-    // transaction.
-    let alone = batch.len() == 1;
+    let all_ok = batch
+        .iter_mut()
+        .all(|w| w.run(conn) && !conn.is_autocommit());
+    if all_ok {
+        let undone = run_sql(conn, "COMMIT").err().map(|e| e.to_string());
+        if undone.is_some() && !conn.is_autocommit() {
+            let _ = run_sql(conn, "ROLLBACK");
+        }
+        batch.drain(..).for_each(|w| w.answer(undone.as_deref()));
+        return;
+    }
+    if !conn.is_autocommit() {
+        let _ = run_sql(conn, "ROLLBACK");
+    }
+    if batch.len() == 1 {
+        // Its own failure, and nothing of it written.
+        batch.drain(..).for_each(|w| w.answer(None));
+        return;
+    }
+    commit_one_by_one(conn, batch);
+}
+
+/// [`commit`]'s second try: each write of `batch` in a savepoint.
+fn commit_one_by_one(conn: &Connection, batch: &mut Vec<Box<dyn Write>>) {
+    if let Err(e) = run_sql(conn, "BEGIN IMMEDIATE") {
+        let why = e.to_string();
+        batch.drain(..).for_each(|w| w.refuse(&why));
+        return;
+    }
     let mut broken = None;
     for w in batch.iter_mut() {
-        if alone {
-            if !w.run(conn) && !conn.is_autocommit() {
-                let _ = run_sql(conn, "ROLLBACK");
-            }
-            break;
-        }
         if let Err(e) = run_sql(conn, "SAVEPOINT w") {
             broken = Some(e.to_string());
             break;
