@@ -273,9 +273,10 @@ async fn store_block(
     }
     if wants("exchange") {
         // Enough codes for the exchange's warm-up and window at a little over
-        // the client-credentials rate (the two do similar store work).
+        // the client-credentials rate (the two do similar store work); the
+        // most allowed when that rate was not measured.
         let budget = (shape.warmup + shape.duration).as_secs_f64();
-        let wanted = cc_rate.unwrap_or(1000.0) * 1.4 * budget;
+        let wanted = cc_rate.map_or(o.max_codes as f64, |rate| rate * 1.4 * budget);
         let n = (wanted.ceil() as usize).clamp(1000, o.max_codes);
 
         let rss_before = demo.rss_kib();

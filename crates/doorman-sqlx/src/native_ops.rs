@@ -511,20 +511,67 @@ pub(crate) async fn delete_token(native: &Native, hash: &TokenHash) -> Result<bo
         .await
 }
 
-/// Codes, tokens, then unreferenced grants, in one savepoint.
+/// Rows one step of [`purge`] deletes at most.
+const PURGE_CHUNK: i64 = 2000;
+
+/// Expired codes, at most `$2` of them.
+const PURGE_CODES: &str = "DELETE FROM doorman_codes WHERE hash IN \
+     (SELECT hash FROM doorman_codes WHERE expires_at <= $1 LIMIT $2)";
+/// Expired tokens, at most `$2` of them.
+const PURGE_TOKENS: &str = "DELETE FROM doorman_tokens WHERE hash IN \
+     (SELECT hash FROM doorman_tokens WHERE expires_at <= $1 LIMIT $2)";
+/// The next `$2` grant ids after `$1`.
+const NEXT_GRANTS: &str = "SELECT id FROM doorman_grants WHERE id > $1 ORDER BY id LIMIT $2";
+/// Grants (and revoked markers) with ids in `($1, $2]` that no token and
+/// no code refers to, answering each one's `revoked` flag.
+const PURGE_GRANTS: &str = "DELETE FROM doorman_grants WHERE id > $1 AND id <= $2 \
+     AND NOT EXISTS (SELECT 1 FROM doorman_tokens t WHERE t.grant_id = doorman_grants.id) \
+     AND NOT EXISTS (SELECT 1 FROM doorman_codes c WHERE c.grant_id = doorman_grants.id) \
+     RETURNING revoked";
+
+/// Deletes expired codes, then expired tokens, then grants and revoked
+/// markers nothing refers to any more, in steps of at most
+/// [`PURGE_CHUNK`] rows, each a write of its own: the writes that queue
+/// meanwhile go between the steps instead of waiting for the whole purge
+/// (one transaction over a few hundred thousand rows stopped every write
+/// for seconds). Grants are walked once in id order. Each step decides on
+/// what is committed at that moment, so whatever the interleaving, a
+/// grant goes only once nothing refers to it.
 pub(crate) async fn purge(native: &Native, now: DateTime<Utc>) -> Result<Purged, StoreError> {
     let now = secs(now);
-    native
-        .write(move |c| {
-            let codes = exec(c, SQLITE.purge_codes, [&now])? as u64;
-            let tokens = exec(c, SQLITE.purge_tokens, [&now])? as u64;
-            let revoked = all(c, SQLITE.purge_grants, [], |r| r.get::<_, bool>(0))?;
-            let grants = revoked.into_iter().filter(|r| !r).count() as u64;
-            Ok(Purged {
-                codes,
-                tokens,
-                grants,
+    let mut purged = Purged::default();
+    for (sql, count) in [
+        (PURGE_CODES, &mut purged.codes),
+        (PURGE_TOKENS, &mut purged.tokens),
+    ] {
+        loop {
+            let n = native
+                .write(move |c| exec(c, sql, [&now, &PURGE_CHUNK]))
+                .await?;
+            *count += n as u64;
+            if (n as i64) < PURGE_CHUNK {
+                break;
+            }
+        }
+    }
+    let mut after = String::new();
+    loop {
+        let (seen, last, live) = native
+            .write(move |c| {
+                let ids = all(c, NEXT_GRANTS, [&after, &PURGE_CHUNK], |r| {
+                    r.get::<_, String>(0)
+                })?;
+                let Some(last) = ids.last().cloned() else {
+                    return Ok((0, after.clone(), 0));
+                };
+                let revoked = all(c, PURGE_GRANTS, [&after, &last], |r| r.get::<_, bool>(0))?;
+                Ok((ids.len(), last, revoked.into_iter().filter(|r| !r).count()))
             })
-        })
-        .await
+            .await?;
+        purged.grants += live as u64;
+        if (seen as i64) < PURGE_CHUNK {
+            return Ok(purged);
+        }
+        after = last;
+    }
 }

@@ -20,7 +20,7 @@ pub struct SqlStoreOptions {
 }
 
 impl SqlStoreOptions {
-    /// Default pool size on SQLite: readers run in parallel under WAL.
+    /// Default number of SQLite readers: they run in parallel under WAL.
     /// Writes take turns on one more connection of their own.
     pub const SQLITE_CONNECTIONS: u32 = 8;
     /// Default pool size on PostgreSQL, per store (per app instance).
@@ -38,8 +38,10 @@ impl SqlStoreOptions {
     }
 
     /// The most connections the pool opens (ignored for SQLite `:memory:`,
-    /// which needs exactly one). On a SQLite file this is the pool for
-    /// reads; the writer connection beside it is one more.
+    /// which needs exactly one). On a SQLite file this is both the number
+    /// of the store's own reading connections and the size of the sqlx
+    /// pool kept for the host's queries (opened as they are needed); the
+    /// store's writer and checkpoint connections are two more.
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n.max(1));

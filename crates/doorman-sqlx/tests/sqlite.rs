@@ -955,3 +955,87 @@ async fn host_reads_and_a_closed_store() {
             .is_err()
     );
 }
+
+/// A purge larger than one step (the store purges a SQLite file in steps
+/// of a few thousand rows, so other writes are not held up for seconds)
+/// still removes everything expired and nothing else: 4500 grants whose
+/// only token expired go, with their tokens and codes; grants with a live
+/// token, or with a code that has not expired, stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purge_in_many_steps_removes_exactly_what_expired() {
+    let db = TempDb::new("purge-steps");
+    let store = Arc::new(SqlStore::connect(&db.url()).await.expect("connect"));
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let user = UserId::new("ivan");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4500 {
+        let (store, app) = (store.clone(), app.clone());
+        tasks.spawn(async move {
+            let g = grant(&app, None);
+            let t = token(
+                &g,
+                TokenKind::Access,
+                random_hash(),
+                Some(TimeDelta::seconds(-10)),
+            );
+            assert!(store.create_grant(&g, &[t]).await.expect("expired grant"));
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task");
+    }
+    let live = grant(&app, Some(&user));
+    let live_token = token(
+        &live,
+        TokenKind::Access,
+        random_hash(),
+        Some(TimeDelta::hours(1)),
+    );
+    assert!(
+        store
+            .create_grant(&live, std::slice::from_ref(&live_token))
+            .await
+            .expect("live")
+    );
+    let pending = code(&app, &user, random_hash());
+    store.put_code(&pending).await.expect("code");
+    store.revoke_grant(&pending.grant_id).await.expect("marker");
+
+    let purged = store.purge_expired(now()).await.expect("purge");
+    assert_eq!(
+        (purged.tokens, purged.grants, purged.codes),
+        (4500, 4500, 0)
+    );
+    assert_eq!(
+        store.token(&live_token.hash).await.expect("token"),
+        Some(live_token)
+    );
+    assert!(
+        !store.create_grant(&live, &[]).await.expect("live grant"),
+        "the live grant stays"
+    );
+    assert!(
+        !store
+            .create_grant(&grant_with_id(&app, &pending.grant_id), &[])
+            .await
+            .expect("marker"),
+        "the revoked marker of an unexpired code stays"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM doorman_grants")
+        .fetch_one(store.sqlite_pool().expect("sqlite"))
+        .await
+        .expect("count");
+    assert_eq!(rows, 2, "the live grant and the marker");
+    assert_eq!(
+        store.purge_expired(now()).await.expect("again"),
+        doorman::Purged::default()
+    );
+    store.close().await;
+}
+
+fn grant_with_id(app: &doorman::Client, id: &doorman::GrantId) -> doorman::GrantRecord {
+    let mut g = grant(app, None);
+    g.id = id.clone();
+    g
+}
