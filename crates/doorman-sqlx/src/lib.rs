@@ -384,7 +384,9 @@ impl doorman::Store for SqlStore {
     /// Deletes codes and tokens with `expires_at <= now`, then grants and
     /// revoked markers that no token and no code refers to. On PostgreSQL
     /// rows locked by a transaction in flight are skipped (and taken by the
-    /// next purge), so purging never blocks a request.
+    /// next purge), so purging never blocks a request. On a SQLite file it
+    /// deletes at most 2000 rows per write, so the store's other writes go
+    /// between its steps instead of waiting for all of it.
     async fn purge_expired(
         &self,
         now: chrono::DateTime<chrono::Utc>,

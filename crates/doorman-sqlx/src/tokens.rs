@@ -240,9 +240,10 @@ impl TokenStore for SqlStore {
     }
 }
 
-/// [`Store::purge_expired`](doorman::Store::purge_expired): on SQLite one
-/// write transaction; on PostgreSQL three statements that skip rows other
-/// transactions hold.
+/// [`Store::purge_expired`](doorman::Store::purge_expired): on a SQLite
+/// file in steps ([`crate::native_ops::purge`]); on the sqlx SQLite pool
+/// one write transaction; on PostgreSQL three statements that skip rows
+/// other transactions hold.
 pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged, StoreError> {
     if let Some(native) = store.backend.native() {
         return crate::native_ops::purge(native, now).await;
