@@ -59,50 +59,14 @@ impl ClientStore for SqlStore {
         if let Some(native) = self.backend.native() {
             return crate::native_ops::create_client(native, client).await;
         }
-        let c = client_cols(client)?;
-        let done = write_conn!(self.backend, |conn| {
-            sqlx::query(INSERT_CLIENT)
-                .bind(&client.client_id)
-                .bind(c.secret_hash)
-                .bind(&client.name)
-                .bind(&client.description)
-                .bind(c.redirect_uris)
-                .bind(c.scope)
-                .bind(c.grant_types)
-                .bind(client.trusted)
-                .bind(c.released_claims)
-                .bind(c.created_at)
-                .execute(&mut *conn)
-                .await
-                .map_err(conflict("a client with this id exists"))
-                .map(|done| done.rows_affected())
-        })?;
-        Ok(done == 1)
+        Ok(write_client(self, INSERT_CLIENT, client).await? == 1)
     }
 
     async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
         if let Some(native) = self.backend.native() {
             return crate::native_ops::update_client(native, client).await;
         }
-        let c = client_cols(client)?;
-        let done = write_conn!(self.backend, |conn| {
-            sqlx::query(UPDATE_CLIENT)
-                .bind(&client.client_id)
-                .bind(c.secret_hash)
-                .bind(&client.name)
-                .bind(&client.description)
-                .bind(c.redirect_uris)
-                .bind(c.scope)
-                .bind(c.grant_types)
-                .bind(client.trusted)
-                .bind(c.released_claims)
-                .bind(c.created_at)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)
-                .map(|done| done.rows_affected())
-        })?;
-        Ok(done > 0)
+        Ok(write_client(self, UPDATE_CLIENT, client).await? > 0)
     }
 
     /// One transaction: the client row, its consents, its codes, and every
@@ -132,4 +96,31 @@ impl ClientStore for SqlStore {
             Ok(true)
         })
     }
+}
+
+/// Runs [`INSERT_CLIENT`] or [`UPDATE_CLIENT`] with `client`'s columns on
+/// the pool: how many rows it changed.
+async fn write_client(
+    store: &SqlStore,
+    sql: &'static str,
+    client: &Client,
+) -> Result<u64, StoreError> {
+    let c = client_cols(client)?;
+    write_conn!(store.backend, |conn| {
+        sqlx::query(sql)
+            .bind(&client.client_id)
+            .bind(c.secret_hash)
+            .bind(&client.name)
+            .bind(&client.description)
+            .bind(c.redirect_uris)
+            .bind(c.scope)
+            .bind(c.grant_types)
+            .bind(client.trusted)
+            .bind(c.released_claims)
+            .bind(c.created_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(conflict("a client with this id exists"))
+            .map(|done| done.rows_affected())
+    })
 }

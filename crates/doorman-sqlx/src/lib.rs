@@ -275,10 +275,13 @@ impl SqlStore {
 
     /// The SQLite pool, for the host's own tables; `None` on PostgreSQL.
     ///
-    /// On a file this is the pool the store reads on; its own writes run
-    /// on one more connection beside it, in a queue of their own. The
-    /// host's writes through this pool do not join that queue: they may
-    /// wait in SQLite's busy handler while the store writes.
+    /// On a file the store reads and writes on connections of its own
+    /// (see the crate docs) and this pool is the host's; for hot reads
+    /// [`SqlStore::sqlite_read`] skips sqlx's thread hand-off. The host's
+    /// writes through this pool do not join the store's write queue: they
+    /// wait for SQLite's write lock in its busy handler while the store
+    /// writes, and make the store's writer wait there too, so they suit
+    /// occasional writes (a login, a registration), not a hot path.
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.backend {
             Backend::Sqlite(sqlite) => Some(&sqlite.read),

@@ -100,53 +100,20 @@ fn first<T, const N: usize>(
     }
 }
 
-// Row decoders, column for column as the `*Row` tuples of `rows.rs`.
-
-fn client_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::ClientRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-    ))
+/// A row decoder, column for column as a `*Row` tuple of `rows.rs`:
+/// `decoder!(name -> Type: 0 1 2)` reads columns 0, 1 and 2 into a tuple.
+macro_rules! decoder {
+    ($name:ident -> $row:ty: $($col:literal)*) => {
+        fn $name(r: &Row<'_>) -> rusqlite::Result<$row> {
+            Ok(($(r.get($col)?,)*))
+        }
+    };
 }
 
-fn code_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::CodeRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
-fn token_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::TokenRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
-}
-
-fn consent_row(r: &Row<'_>) -> rusqlite::Result<crate::rows::ConsentRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
+decoder!(client_row -> crate::rows::ClientRow: 0 1 2 3 4 5 6 7 8 9);
+decoder!(code_row -> crate::rows::CodeRow: 0 1 2 3 4 5 6 7 8);
+decoder!(token_row -> crate::rows::TokenRow: 0 1 2 3 4 5 6 7);
+decoder!(consent_row -> crate::rows::ConsentRow: 0 1 2 3);
 
 // ---------------------------------------------------------------------------
 // Clients
