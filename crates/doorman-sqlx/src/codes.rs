@@ -139,7 +139,7 @@ pub(crate) async fn redeem(
                 .map_err(db)?;
             return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
         };
-        let (grant, tokens) = match run_issuer(&*issue, *hash, row)? {
+        let (grant, tokens) = match run_issuer(&*issue, &code_from_row(*hash, row)?)? {
             Ok(issued) => issued,
             Err(refusal) => return Ok(Redemption::Refused(refusal)),
         };
@@ -158,13 +158,8 @@ pub(crate) type Issued =
 /// Calls the engine's issuer on a code just taken: the grant with its
 /// tokens, or the engine's refusal. Tokens naming another grant than the
 /// one created are the caller's bug, refused as a store conflict.
-pub(crate) fn run_issuer(
-    issue: &CodeIssuer,
-    hash: TokenHash,
-    row: CodeRow,
-) -> Result<Issued, StoreError> {
-    let record = code_from_row(hash, row)?;
-    let issued = issue(&record);
+pub(crate) fn run_issuer(issue: &CodeIssuer, record: &CodeRecord) -> Result<Issued, StoreError> {
+    let issued = issue(record);
     if let Ok((grant, tokens)) = &issued
         && tokens.iter().any(|t| t.grant_id != grant.id)
     {

@@ -243,15 +243,12 @@ pub(crate) async fn redeem(
     let now = secs(now);
     native
         .write(move |c| {
-            let key = &hash.0[..];
-            let Some(row) = all(c, TAKE_CODE, [&key, &now], code_row)?
-                .into_iter()
-                .next()
-            else {
-                let used = first(c, USED_CODE, [&key], |r| r.get::<_, String>(0))?;
-                return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
+            let record = match take(c, hash, now)? {
+                CodeTake::Taken(record) => record,
+                CodeTake::Replayed(grant) => return Ok(Redemption::Replayed(grant)),
+                CodeTake::Missing => return Ok(Redemption::Missing),
             };
-            let (grant, tokens) = match run_issuer(&*issue, hash, row)? {
+            let (grant, tokens) = match run_issuer(&*issue, &record)? {
                 Ok(issued) => issued,
                 Err(refusal) => return Ok(Redemption::Refused(refusal)),
             };
