@@ -22,6 +22,10 @@ use tracing::Instrument as _;
 /// host adds it to its own routes with
 /// `.layer(axum::middleware::from_fn(doorman_axum::trace_request))`.
 pub async fn trace_request(request: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        // The access log is off (the default): no path copy, no clock read.
+        return next.run(request).await;
+    }
     let path = match request.extensions().get::<OriginalUri>() {
         Some(OriginalUri(uri)) => uri.path().to_owned(),
         None => request.uri().path().to_owned(),
