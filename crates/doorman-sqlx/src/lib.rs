@@ -30,8 +30,9 @@
 //!   hand-off per statement: reads run on the calling thread on a few
 //!   reading connections, each held for one statement; writes go, first
 //!   come first served, to one writer thread, which runs all the writes
-//!   waiting for it as one `BEGIN IMMEDIATE` transaction (group commit),
-//!   each in a savepoint of its own, and answers none before the commit.
+//!   waiting for it as one `BEGIN IMMEDIATE` transaction (group commit;
+//!   should one fail, the group runs again with each write in a savepoint,
+//!   so the failure undoes only itself) and answers none before the commit.
 //!   So a burst of concurrent writers never races for SQLite's write lock
 //!   nor sleeps in its busy handler, and a write cancelled by its caller
 //!   happens whole or not at all. WAL checkpoints run on a thread beside
