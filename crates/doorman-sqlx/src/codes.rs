@@ -14,6 +14,35 @@ use crate::grants::insert_grant;
 use crate::rows::{CodeRow, code_from_row, scope_text, secs};
 use crate::tokens::insert_tokens;
 
+/// Takes the code with hash `$hash` (a `&TokenHash`) at `$now` on `$conn`,
+/// inside a write: [`TAKE_CODE`], then, if it matched nothing,
+/// [`USED_CODE`] to tell a replay from an unknown code. Evaluates to the
+/// [`CodeTake`]; `?` leaves the enclosing body on a database error.
+macro_rules! take {
+    ($conn:ident, $hash:expr, $now:expr) => {{
+        let hash: &TokenHash = $hash;
+        // `fetch_all`, not `fetch_optional`: the statement runs to
+        // completion before the connection is used again.
+        let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
+            .bind(&hash.0[..])
+            .bind(secs($now))
+            .fetch_all(&mut *$conn)
+            .await
+            .map_err(db)?;
+        match taken.into_iter().next() {
+            Some(row) => CodeTake::Taken(code_from_row(*hash, row)?),
+            None => {
+                let used: Option<String> = sqlx::query_scalar(USED_CODE)
+                    .bind(&hash.0[..])
+                    .fetch_optional(&mut *$conn)
+                    .await
+                    .map_err(db)?;
+                used.map_or(CodeTake::Missing, |g| CodeTake::Replayed(GrantId(g)))
+            }
+        }
+    }};
+}
+
 #[async_trait]
 impl CodeStore for SqlStore {
     /// Refuses (with [`StoreError::Conflict`]) a hash that is stored
@@ -57,26 +86,7 @@ impl CodeStore for SqlStore {
         if let Some(native) = self.backend.native() {
             return crate::native_ops::take_code(native, *hash, now).await;
         }
-        let key = &hash.0[..];
-        write_conn!(self.backend, |conn| {
-            // `fetch_all`, not `fetch_optional`: the statement runs to
-            // completion before the connection is used again.
-            let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
-                .bind(key)
-                .bind(secs(now))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
-            if let Some(row) = taken.into_iter().next() {
-                return Ok(CodeTake::Taken(code_from_row(*hash, row)?));
-            }
-            let used: Option<String> = sqlx::query_scalar(USED_CODE)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-            Ok(used.map_or(CodeTake::Missing, |g| CodeTake::Replayed(GrantId(g))))
-        })
+        write_conn!(self.backend, |conn| Ok(take!(conn, hash, now)))
     }
 }
 
@@ -123,23 +133,13 @@ pub(crate) async fn redeem(
     if let Some(native) = store.backend.native() {
         return crate::native_ops::redeem(native, *hash, now, issue).await;
     }
-    let key = &hash.0[..];
     write_tx!(store.backend, |conn, _d| {
-        let taken: Vec<CodeRow> = sqlx::query_as(TAKE_CODE)
-            .bind(key)
-            .bind(secs(now))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        let Some(row) = taken.into_iter().next() else {
-            let used: Option<String> = sqlx::query_scalar(USED_CODE)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-            return Ok(used.map_or(Redemption::Missing, |g| Redemption::Replayed(GrantId(g))));
+        let record = match take!(conn, hash, now) {
+            CodeTake::Taken(record) => record,
+            CodeTake::Replayed(grant) => return Ok(Redemption::Replayed(grant)),
+            CodeTake::Missing => return Ok(Redemption::Missing),
         };
-        let (grant, tokens) = match run_issuer(&*issue, &code_from_row(*hash, row)?)? {
+        let (grant, tokens) = match run_issuer(&*issue, &record)? {
             Ok(issued) => issued,
             Err(refusal) => return Ok(Redemption::Refused(refusal)),
         };

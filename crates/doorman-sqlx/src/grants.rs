@@ -24,7 +24,13 @@ use crate::tokens::{DELETE_GRANT_TOKENS, insert_tokens};
 /// was inserted.
 macro_rules! insert_grant {
     ($conn:ident, $grant:expr) => {{
-        $crate::grants::bind_grant!(sqlx::query($crate::grants::INSERT_GRANT), $grant)
+        let grant: &::doorman::GrantRecord = $grant;
+        sqlx::query($crate::grants::INSERT_GRANT)
+            .bind(grant.id.as_str())
+            .bind(&grant.client_id)
+            .bind(grant.user_id.as_ref().map(::doorman::UserId::as_str))
+            .bind($crate::rows::scope_text(&grant.scope))
+            .bind($crate::rows::secs(grant.created_at))
             .execute(&mut *$conn)
             .await
             .map_err($crate::backend::db)?
@@ -34,24 +40,9 @@ macro_rules! insert_grant {
 }
 
 /// Inserts a grant unless its id exists (live or a revoked marker): `$1`
-/// to `$5` as [`bind_grant!`] binds them.
+/// to `$5` its id, client, user, scope and creation time.
 pub(crate) const INSERT_GRANT: &str = "INSERT INTO doorman_grants (id, client_id, user_id, scope, created_at, revoked) \
      VALUES ($1, $2, $3, $4, $5, FALSE) ON CONFLICT (id) DO NOTHING";
-
-/// Binds `$grant`'s five columns to `$query`, in [`INSERT_GRANT`]'s order.
-macro_rules! bind_grant {
-    ($query:expr, $grant:expr) => {{
-        let grant: &::doorman::GrantRecord = $grant;
-        $query
-            .bind(grant.id.as_str())
-            .bind(&grant.client_id)
-            .bind(grant.user_id.as_ref().map(::doorman::UserId::as_str))
-            .bind($crate::rows::scope_text(&grant.scope))
-            .bind($crate::rows::secs(grant.created_at))
-    }};
-}
-
-pub(crate) use bind_grant;
 
 pub(crate) use insert_grant;
 

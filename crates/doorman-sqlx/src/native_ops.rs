@@ -30,8 +30,8 @@ use crate::rows::{
     scope_text, secs, token_from_row, union_text,
 };
 use crate::tokens::{
-    CAP_ACCESS, DELETE_ACCESS, DELETE_GRANT_TOKENS, DELETE_TOKEN, FLAG_REVOKED, MARK_USED,
-    SELECT_TOKEN, TOKEN_CONSUMED, TOKEN_GRANT, insert_tokens_sql,
+    CAP_ACCESS, DELETE_ACCESS, DELETE_GRANT_TOKENS, DELETE_TOKEN, FLAG_REVOKED, INSERT_TOKEN,
+    MARK_USED, SELECT_TOKEN, TOKEN_CONSUMED, TOKEN_GRANT,
 };
 
 // ---------------------------------------------------------------------------
@@ -291,30 +291,25 @@ fn insert_grant(
 
 /// Inserts `tokens`, one cached single-row statement each.
 fn insert_tokens(c: &Connection, tokens: &[TokenRecord]) -> Result<(), StoreError> {
-    thread_local! {
-        static ONE_ROW: String = insert_tokens_sql(1);
+    for t in tokens {
+        exec_unique(
+            c,
+            INSERT_TOKEN,
+            [
+                &&t.hash.0[..],
+                &kind_text(t.kind),
+                &t.grant_id.as_str(),
+                &t.client_id,
+                &t.user_id.as_ref().map(UserId::as_str),
+                &scope_text(&t.scope),
+                &secs(t.issued_at),
+                &t.expires_at.map(secs),
+                &t.consumed_at.map(secs),
+            ],
+            "a token with this hash exists",
+        )?;
     }
-    ONE_ROW.with(|sql| {
-        for t in tokens {
-            exec_unique(
-                c,
-                sql,
-                [
-                    &&t.hash.0[..],
-                    &kind_text(t.kind),
-                    &t.grant_id.as_str(),
-                    &t.client_id,
-                    &t.user_id.as_ref().map(UserId::as_str),
-                    &scope_text(&t.scope),
-                    &secs(t.issued_at),
-                    &t.expires_at.map(secs),
-                    &t.consumed_at.map(secs),
-                ],
-                "a token with this hash exists",
-            )?;
-        }
-        Ok(())
-    })
+    Ok(())
 }
 
 pub(crate) async fn create_grant(

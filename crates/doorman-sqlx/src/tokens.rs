@@ -9,14 +9,29 @@ use crate::backend::{db, on_pool, write_conn, write_tx};
 use crate::rows::{TokenRow, kind_text, secs, token_from_row};
 
 /// Inserts `$tokens` (a `&[TokenRecord]`) on `$conn` inside a write
-/// transaction, all in one multi-row `INSERT` (none for an empty slice);
-/// a hash that exists fails the transaction with [`StoreError::Conflict`].
+/// transaction, all in one multi-row `INSERT` (none for an empty slice),
+/// binding each token's [`TOKEN_COLUMNS`] columns in [`INSERT_TOKEN`]'s
+/// order; a hash that exists fails the transaction with
+/// [`StoreError::Conflict`].
 macro_rules! insert_tokens {
     ($conn:ident, $tokens:expr) => {{
         let tokens: &[::doorman::TokenRecord] = $tokens;
         if !tokens.is_empty() {
             let sql = sqlx::AssertSqlSafe($crate::tokens::insert_tokens_sql(tokens.len()));
-            $crate::tokens::bind_tokens!(sqlx::query(sql), tokens)
+            let mut query = sqlx::query(sql);
+            for t in tokens {
+                query = query
+                    .bind(&t.hash.0[..])
+                    .bind($crate::rows::kind_text(t.kind))
+                    .bind(t.grant_id.as_str())
+                    .bind(&t.client_id)
+                    .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
+                    .bind($crate::rows::scope_text(&t.scope))
+                    .bind($crate::rows::secs(t.issued_at))
+                    .bind(t.expires_at.map($crate::rows::secs))
+                    .bind(t.consumed_at.map($crate::rows::secs));
+            }
+            query
                 .execute(&mut *$conn)
                 .await
                 .map_err($crate::backend::conflict("a token with this hash exists"))?;
@@ -24,29 +39,7 @@ macro_rules! insert_tokens {
     }};
 }
 
-/// Binds the [`TOKEN_COLUMNS`] columns of each of `$tokens` (a
-/// `&[TokenRecord]`) to `$query`, row after row.
-macro_rules! bind_tokens {
-    ($query:expr, $tokens:expr) => {{
-        let tokens: &[::doorman::TokenRecord] = $tokens;
-        let mut query = $query;
-        for t in tokens {
-            query = query
-                .bind(&t.hash.0[..])
-                .bind($crate::rows::kind_text(t.kind))
-                .bind(t.grant_id.as_str())
-                .bind(&t.client_id)
-                .bind(t.user_id.as_ref().map(::doorman::UserId::as_str))
-                .bind($crate::rows::scope_text(&t.scope))
-                .bind($crate::rows::secs(t.issued_at))
-                .bind(t.expires_at.map($crate::rows::secs))
-                .bind(t.consumed_at.map($crate::rows::secs));
-        }
-        query
-    }};
-}
-
-pub(crate) use bind_tokens;
+pub(crate) use insert_tokens;
 
 /// Columns of a token row, in the order [`insert_tokens!`] binds them.
 const TOKEN_COLUMNS: usize = 9;
@@ -58,15 +51,6 @@ pub(crate) fn insert_tokens_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(160 + rows * 48);
     sql.push_str(INSERT_TOKENS);
     sql.push_str("VALUES ");
-    push_token_values(&mut sql, rows, 1);
-    sql
-}
-
-const INSERT_TOKENS: &str = "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, \
-     issued_at, expires_at, consumed_at) ";
-
-/// `($first, …), (…), …`: `rows` rows of [`TOKEN_COLUMNS`] placeholders.
-pub(crate) fn push_token_values(sql: &mut String, rows: usize, first: usize) {
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..TOKEN_COLUMNS {
@@ -74,13 +58,19 @@ pub(crate) fn push_token_values(sql: &mut String, rows: usize, first: usize) {
                 sql.push_str(", ");
             }
             sql.push('$');
-            sql.push_str(&(first + row * TOKEN_COLUMNS + col).to_string());
+            sql.push_str(&(1 + row * TOKEN_COLUMNS + col).to_string());
         }
         sql.push(')');
     }
+    sql
 }
 
-pub(crate) use insert_tokens;
+/// One token row: `insert_tokens_sql(1)`, for statements run row by row.
+pub(crate) const INSERT_TOKEN: &str = "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, \
+     issued_at, expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const INSERT_TOKENS: &str = "INSERT INTO doorman_tokens (hash, kind, grant_id, client_id, user_id, scope, \
+     issued_at, expires_at, consumed_at) ";
 
 /// A token by its hash: a [`TokenRow`].
 pub(crate) const SELECT_TOKEN: &str = "SELECT kind, grant_id, client_id, user_id, scope, issued_at, expires_at, consumed_at \
@@ -277,6 +267,11 @@ pub(crate) async fn purge(store: &SqlStore, now: DateTime<Utc>) -> Result<Purged
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_row_insert_is_the_multi_row_one_for_one_row() {
+        assert_eq!(insert_tokens_sql(1), INSERT_TOKEN);
+    }
 
     #[test]
     fn the_multi_row_insert_numbers_every_placeholder_once() {

@@ -668,10 +668,10 @@ async fn a_cancelled_write_leaves_nothing_open() {
     store.close().await;
 }
 
-/// The same for `redeem_code`, whose transaction spans two round trips
-/// with the issuer between them: a redemption cancelled anywhere leaves
-/// no transaction open, and either the code used with the grant's tokens
-/// stored, or the code still redeemable and no token.
+/// The same for `redeem_code`, whose issuer runs inside the transaction:
+/// a redemption cancelled anywhere leaves no transaction open, and either
+/// the code used with the grant's tokens stored, or the code still
+/// redeemable and no token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_redemption_leaves_nothing_open() {
     let db = TempDb::new("cancel-redeem");
