@@ -294,8 +294,9 @@ impl SqlStore {
     /// SQLite file, on this thread: for the host's hot reads of its own
     /// tables (a user row per userinfo, say) without sqlx's thread
     /// hand-off. The connection is held for the call, so `f` should be
-    /// one or two statements; it must not write (the store's writes go
-    /// through its writer thread, and a write here would wait for it).
+    /// one or two statements. The connection is read-only (`PRAGMA
+    /// query_only`): a write fails, as it belongs on the store's writer
+    /// thread and would otherwise race it for SQLite's lock.
     ///
     /// `None` when the store does not drive SQLite directly (PostgreSQL,
     /// `:memory:`, a host's pool, a read-only URL): use the pools then.

@@ -68,6 +68,10 @@ impl Native {
             .map(|_| {
                 let conn = open()?;
                 pragmas(&conn, READER_CACHE_KIB)?;
+                // Writes belong to the writer thread: one here would race it
+                // for the lock (and a host's `sqlite_read` must not write).
+                conn.execute_batch("PRAGMA query_only = ON")
+                    .map_err(sqlite)?;
                 Ok(Mutex::new(Some(conn)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?

@@ -942,6 +942,26 @@ async fn host_reads_and_a_closed_store() {
         )
     });
     assert_eq!(name.transpose().expect("read"), Some(app.name.clone()));
+    // The host's read connection is read-only: a write fails and leaves
+    // nothing.
+    let write = store.sqlite_read(|conn| {
+        conn.execute(
+            "UPDATE doorman_clients SET name = 'changed' WHERE client_id = ?1",
+            [&app.client_id],
+        )
+    });
+    assert!(
+        write.expect("a file store").is_err(),
+        "a write through sqlite_read"
+    );
+    assert_eq!(
+        store
+            .client(&app.client_id)
+            .await
+            .expect("client")
+            .map(|c| c.name),
+        Some(app.name.clone())
+    );
     let memory = SqlStore::connect("sqlite::memory:").await.expect("memory");
     assert!(memory.sqlite_read(|_| Ok(())).is_none());
 
