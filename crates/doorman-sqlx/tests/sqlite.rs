@@ -631,7 +631,7 @@ async fn a_cancelled_write_leaves_nothing_open() {
     let app = client(None);
     assert!(store.create_client(&app).await.expect("client"));
     let user = UserId::new("grace");
-    let (mut whole, mut none, mut dropped) = (0, 0, 0);
+    let mut dropped = 0;
     for polls in 1..=60 {
         let g = grant(&app, Some(&user));
         let a = token(&g, TokenKind::Access, random_hash(), None);
@@ -658,12 +658,11 @@ async fn a_cancelled_write_leaves_nothing_open() {
             store.token(&a.hash).await.expect("token"),
             store.token(&r.hash).await.expect("token"),
         ) {
-            (Some(x), Some(y)) if x == a && y == r => whole += 1,
-            (None, None) => none += 1,
+            (Some(x), Some(y)) if x == a && y == r => {}
+            (None, None) => {}
             other => panic!("a cancelled create_grant left {other:?}"),
         }
     }
-    assert_eq!(whole + none, 60);
     assert!(dropped > 0, "no write was cancelled");
     store.close().await;
 }
@@ -679,7 +678,7 @@ async fn a_cancelled_redemption_leaves_nothing_open() {
     let app = client(None);
     assert!(store.create_client(&app).await.expect("client"));
     let user = UserId::new("heidi");
-    let (mut whole, mut none, mut dropped) = (0, 0, 0);
+    let mut dropped = 0;
     for polls in 1..=60 {
         let c = code(&app, &user, random_hash());
         store.put_code(&c).await.expect("put_code");
@@ -712,14 +711,11 @@ async fn a_cancelled_redemption_leaves_nothing_open() {
         );
         let take = store.take_code(&c.hash, now()).await.expect("take_code");
         match (stored, take) {
-            ((Some(x), Some(y)), CodeTake::Replayed(id)) if x == a && y == r && id == g.id => {
-                whole += 1
-            }
-            ((None, None), CodeTake::Taken(_)) => none += 1,
+            ((Some(x), Some(y)), CodeTake::Replayed(id)) if x == a && y == r && id == g.id => {}
+            ((None, None), CodeTake::Taken(_)) => {}
             other => panic!("a cancelled redeem_code left {other:?}"),
         }
     }
-    assert_eq!(whole + none, 60);
     assert!(dropped > 0, "no redemption was cancelled");
     store.close().await;
 }
