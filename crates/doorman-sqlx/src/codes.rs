@@ -134,14 +134,9 @@ pub(crate) async fn redeem(
         return crate::native_ops::redeem(native, *hash, now, issue).await;
     }
     write_tx!(store.backend, |conn, _d| {
-        let record = match take!(conn, hash, now) {
-            CodeTake::Taken(record) => record,
-            CodeTake::Replayed(grant) => return Ok(Redemption::Replayed(grant)),
-            CodeTake::Missing => return Ok(Redemption::Missing),
-        };
-        let (grant, tokens) = match run_issuer(&*issue, &record)? {
+        let (grant, tokens) = match issue_for(&*issue, take!(conn, hash, now))? {
             Ok(issued) => issued,
-            Err(refusal) => return Ok(Redemption::Refused(refusal)),
+            Err(answer) => return Ok(answer),
         };
         if !insert_grant!(conn, &grant) {
             return Ok(Redemption::Revoked);
@@ -151,21 +146,28 @@ pub(crate) async fn redeem(
     })
 }
 
-/// What the engine's issuer answers for a taken code.
-pub(crate) type Issued =
-    Result<(doorman::GrantRecord, Vec<doorman::TokenRecord>), doorman::OAuthError>;
+/// What a redemption inserts: the grant and its first tokens.
+pub(crate) type Issued = (doorman::GrantRecord, Vec<doorman::TokenRecord>);
 
-/// Calls the engine's issuer on a code just taken: the grant with its
-/// tokens, or the engine's refusal. Tokens naming another grant than the
-/// one created are the caller's bug, refused as a store conflict.
-pub(crate) fn run_issuer(issue: &CodeIssuer, record: &CodeRecord) -> Result<Issued, StoreError> {
-    let issued = issue(record);
-    if let Ok((grant, tokens)) = &issued
-        && tokens.iter().any(|t| t.grant_id != grant.id)
-    {
-        return Err(StoreError::Conflict(
-            "a token names another grant than the one created",
-        ));
+/// The step of a redemption after the take: what to insert (`Ok`), or
+/// the answer already decided (`Err`: a replay, an unknown code, or the
+/// engine's refusal, which leaves the code consumed). Tokens naming
+/// another grant than the one created are the caller's bug, refused as a
+/// store conflict.
+pub(crate) fn issue_for(
+    issue: &CodeIssuer,
+    take: CodeTake,
+) -> Result<Result<Issued, Redemption>, StoreError> {
+    let record = match take {
+        CodeTake::Taken(record) => record,
+        CodeTake::Replayed(grant) => return Ok(Err(Redemption::Replayed(grant))),
+        CodeTake::Missing => return Ok(Err(Redemption::Missing)),
+    };
+    match issue(&record) {
+        Err(refusal) => Ok(Err(Redemption::Refused(refusal))),
+        Ok((grant, tokens)) if tokens.iter().any(|t| t.grant_id != grant.id) => Err(
+            StoreError::Conflict("a token names another grant than the one created"),
+        ),
+        Ok(issued) => Ok(Ok(issued)),
     }
-    Ok(issued)
 }

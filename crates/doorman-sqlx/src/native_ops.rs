@@ -19,7 +19,7 @@ use crate::backend::SQLITE;
 use crate::clients::{
     DELETE_CLIENT, DELETE_CLIENT_REST, INSERT_CLIENT, SELECT_CLIENT, UPDATE_CLIENT,
 };
-use crate::codes::{INSERT_CODE, TAKE_CODE, USED_CODE, run_issuer};
+use crate::codes::{INSERT_CODE, TAKE_CODE, USED_CODE, issue_for};
 use crate::grants::{
     INSERT_CONSENT, INSERT_GRANT, LIST_CONSENTS, REVOKE_CONSENT, REVOKE_GRANT, SELECT_CONSENT,
     UPDATE_CONSENT, consent_existed,
@@ -243,14 +243,9 @@ pub(crate) async fn redeem(
     let now = secs(now);
     native
         .write(move |c| {
-            let record = match take(c, hash, now)? {
-                CodeTake::Taken(record) => record,
-                CodeTake::Replayed(grant) => return Ok(Redemption::Replayed(grant)),
-                CodeTake::Missing => return Ok(Redemption::Missing),
-            };
-            let (grant, tokens) = match run_issuer(&*issue, &record)? {
+            let (grant, tokens) = match issue_for(&*issue, take(c, hash, now)?)? {
                 Ok(issued) => issued,
-                Err(refusal) => return Ok(Redemption::Refused(refusal)),
+                Err(answer) => return Ok(answer),
             };
             Ok(if insert_grant(c, &grant, &tokens)? {
                 Redemption::Issued
