@@ -41,7 +41,9 @@
 //!   crash never leaves a half-issued grant (after a power loss `NORMAL`
 //!   may lose the last commits, never half of one). On `:memory:` and on a
 //!   host's pool the store runs on the sqlx pool, its writes queued in
-//!   the process the same way.
+//!   the process the same way. A process that owns its file alone can say
+//!   so ([`SqlStoreOptions::sqlite_exclusive`]): transactions then take no
+//!   file lock, and other processes cannot open the file.
 //! - **PostgreSQL** serves many app instances sharing one database. Writes
 //!   that must not interleave (rotating a refresh token, revoking or
 //!   creating a grant) lock the grant's row first, so whichever commits
@@ -156,6 +158,9 @@ impl SqlStore {
             .foreign_keys(true);
         if !mode_given {
             connect = connect.create_if_missing(true);
+        }
+        if options.sqlite_exclusive && !in_memory {
+            connect = connect.vfs(native::EXCLUSIVE_VFS);
         }
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(options.acquire_timeout)
@@ -421,8 +426,9 @@ async fn open_native(
         .max_connections
         .unwrap_or(SqlStoreOptions::SQLITE_CONNECTIONS) as usize;
     let busy = options.busy_timeout;
+    let exclusive = options.sqlite_exclusive;
     let path = std::path::PathBuf::from(file);
-    tokio::task::spawn_blocking(move || native::Native::open(&path, readers, busy))
+    tokio::task::spawn_blocking(move || native::Native::open(&path, readers, busy, exclusive))
         .await
         .map_err(StoreError::backend)?
         .map(Some)

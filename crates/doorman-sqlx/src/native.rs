@@ -30,6 +30,12 @@ use std::time::Duration;
 use doorman::StoreError;
 use rusqlite::{Connection, OpenFlags, ToSql};
 
+/// SQLite's VFS for a file one process owns
+/// ([`SqlStoreOptions::sqlite_exclusive`](crate::SqlStoreOptions::sqlite_exclusive)):
+/// a process-wide lock on the file, the WAL index in memory, no file lock
+/// per transaction.
+pub(crate) const EXCLUSIVE_VFS: &str = "unix-excl";
+
 /// The most writes one transaction of the writer thread takes.
 pub(crate) const MAX_BATCH: usize = 128;
 
@@ -50,13 +56,21 @@ enum Msg {
 
 impl Native {
     /// Opens `readers` reading connections and the writer thread on the
-    /// SQLite file at `path`, which exists and is in WAL mode already.
-    pub(crate) fn open(path: &Path, readers: usize, busy: Duration) -> Result<Self, StoreError> {
+    /// SQLite file at `path`, which exists and is in WAL mode already;
+    /// `exclusive`: with [`EXCLUSIVE_VFS`], as the store's pool.
+    pub(crate) fn open(
+        path: &Path,
+        readers: usize,
+        busy: Duration,
+        exclusive: bool,
+    ) -> Result<Self, StoreError> {
         let open = || -> Result<Connection, StoreError> {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = if exclusive {
+                Connection::open_with_flags_and_vfs(path, flags, EXCLUSIVE_VFS)
+            } else {
+                Connection::open_with_flags(path, flags)
+            }
             .map_err(sqlite)?;
             conn.busy_timeout(busy).map_err(sqlite)?;
             conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")

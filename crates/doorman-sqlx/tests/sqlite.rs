@@ -24,6 +24,71 @@ async fn conformance_on_a_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_an_exclusive_file() {
+    let db = TempDb::new("conformance-excl");
+    let options = SqlStoreOptions::new().sqlite_exclusive(true);
+    let store = SqlStore::connect_with(&db.url(), options)
+        .await
+        .expect("connect");
+    doorman::testkit::run_all(Arc::new(store.clone())).await;
+    store.close().await;
+}
+
+/// A store with `sqlite_exclusive` owns its file: while it is open no
+/// other process can use the file, shared or exclusive, and the store
+/// itself (the host's pool and reads included) works as usual, its WAL
+/// index in memory (no `-shm` file). Once it is closed, other processes
+/// can open the file again. And no process can take a file exclusively
+/// while a store in another process has it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_file_belongs_to_one_process() {
+    let db = TempDb::new("exclusive");
+    let url = db.url();
+    let options = SqlStoreOptions::new().sqlite_exclusive(true);
+    let store = SqlStore::connect_with(&url, options)
+        .await
+        .expect("connect");
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("create"));
+    for exclusive in [false, true] {
+        let url = url.clone();
+        let other = tokio::task::spawn_blocking(move || open_in_another_process(&url, exclusive))
+            .await
+            .expect("child");
+        let refused = other.expect_err("another process used an exclusive store's file");
+        assert!(refused.contains("locked"), "{refused}");
+    }
+    let found = store.client(&app.client_id).await.expect("read");
+    assert_eq!(found.map(|c| c.client_id), Some(app.client_id.clone()));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM doorman_clients")
+        .fetch_one(store.sqlite_pool().expect("pool"))
+        .await
+        .expect("host query");
+    assert_eq!(n, 1);
+    let read: i64 = store
+        .sqlite_read(|c| c.query_row("SELECT count(*) FROM doorman_clients", [], |r| r.get(0)))
+        .expect("on a file")
+        .expect("host read");
+    assert_eq!(read, 1);
+    assert!(!db.sidecar("-shm").exists(), "the WAL index is in memory");
+    store.close().await;
+
+    let shared = SqlStore::connect(&url).await.expect("reopen shared");
+    let u = url.clone();
+    let refused = tokio::task::spawn_blocking(move || open_in_another_process(&u, true))
+        .await
+        .expect("child")
+        .expect_err("a process took a shared store's file exclusively");
+    assert!(refused.contains("locked"), "{refused}");
+    shared.close().await;
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || open_in_another_process(&u, true))
+        .await
+        .expect("child")
+        .expect("a closed file is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_in_memory() {
     let store = SqlStore::connect("sqlite::memory:").await.expect("connect");
     doorman::testkit::run_all(Arc::new(store)).await;

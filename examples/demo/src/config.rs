@@ -45,6 +45,10 @@ pub struct DemoConfig {
     pub refresh_ttl_secs: i64,
     /// Allow `http://` redirect URIs to any host (`DOORMAN_ALLOW_HTTP_REDIRECTS`, default `true`).
     pub allow_http_redirects: bool,
+    /// The demo owns its SQLite file alone (`DOORMAN_SQLITE_EXCLUSIVE`,
+    /// default `false`): faster, but no other process can open the file
+    /// while it runs (see `doorman_sqlx::SqlStoreOptions::sqlite_exclusive`).
+    pub sqlite_exclusive: bool,
 }
 
 /// The default `DATABASE_URL`: an SQLite file next to where the demo runs.
@@ -70,6 +74,7 @@ impl DemoConfig {
             access_ttl_secs: 7200,
             refresh_ttl_secs: 2_592_000,
             allow_http_redirects: true,
+            sqlite_exclusive: false,
         }
     }
 
@@ -105,17 +110,12 @@ impl DemoConfig {
                 },
             }
         };
-        let allow_http_redirects = match var("DOORMAN_ALLOW_HTTP_REDIRECTS")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("true" | "1" | "yes") => true,
-            Some("false" | "0" | "no") => false,
-            Some(_) => {
-                return Err(bad(
-                    "DOORMAN_ALLOW_HTTP_REDIRECTS",
-                    "expected true or false",
-                ));
+        let flag = |name: &str, default: bool| -> Result<bool, DemoError> {
+            match var(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+                None => Ok(default),
+                Some("true" | "1" | "yes") => Ok(true),
+                Some("false" | "0" | "no") => Ok(false),
+                Some(_) => Err(bad(name, "expected true or false")),
             }
         };
         Ok(Self {
@@ -127,7 +127,8 @@ impl DemoConfig {
             code_ttl_secs: secs("DOORMAN_CODE_TTL_SECS", 600)?,
             access_ttl_secs: secs("DOORMAN_ACCESS_TTL_SECS", 7200)?,
             refresh_ttl_secs: secs("DOORMAN_REFRESH_TTL_SECS", 2_592_000)?,
-            allow_http_redirects,
+            allow_http_redirects: flag("DOORMAN_ALLOW_HTTP_REDIRECTS", true)?,
+            sqlite_exclusive: flag("DOORMAN_SQLITE_EXCLUSIVE", false)?,
         })
     }
 }
@@ -144,6 +145,7 @@ impl fmt::Debug for DemoConfig {
             .field("access_ttl_secs", &self.access_ttl_secs)
             .field("refresh_ttl_secs", &self.refresh_ttl_secs)
             .field("allow_http_redirects", &self.allow_http_redirects)
+            .field("sqlite_exclusive", &self.sqlite_exclusive)
             .finish()
     }
 }
@@ -182,22 +184,26 @@ mod tests {
             (600, 7200, 2_592_000)
         );
         assert!(c.allow_http_redirects);
+        assert!(!c.sqlite_exclusive);
         assert_eq!(c.adapter, Adapter::Axum);
         let c = DemoConfig::from_lookup(|n| match n {
             "DOORMAN_ADAPTER" => Some("actix".into()),
             "DOORMAN_ALLOW_HTTP_REDIRECTS" => Some("false".into()),
             "DOORMAN_DEV_TOKEN" => Some("s3cret-token".into()),
+            "DOORMAN_SQLITE_EXCLUSIVE" => Some("yes".into()),
             _ => None,
         })
         .expect("parses");
         assert_eq!(c.adapter, Adapter::Actix);
         assert!(!c.allow_http_redirects);
+        assert!(c.sqlite_exclusive);
         assert!(!format!("{c:?}").contains("s3cret-token"));
         for (name, value) in [
             ("DOORMAN_ADDR", "nope"),
             ("DOORMAN_ADAPTER", "rocket"),
             ("DOORMAN_CODE_TTL_SECS", "-1"),
             ("DOORMAN_ISSUER", "ftp://x"),
+            ("DOORMAN_SQLITE_EXCLUSIVE", "sometimes"),
         ] {
             assert!(
                 DemoConfig::from_lookup(|n| (n == name).then(|| value.to_owned())).is_err(),

@@ -130,7 +130,7 @@ impl Demo {
         let code_ttl = seconds("code TTL", config.code_ttl_secs)?;
         let access_ttl = seconds("access TTL", config.access_ttl_secs)?;
         let refresh_ttl = seconds("refresh TTL", config.refresh_ttl_secs)?;
-        let storage = Storage::open(&config.database_url).await?;
+        let storage = Storage::open(&config.database_url, config.sqlite_exclusive).await?;
         let opened = async {
             storage.db.migrate().await?;
             // Shared through the database, so consent forms and CSRF tokens

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use doorman::{MemoryStore, Store};
-use doorman_sqlx::SqlStore;
+use doorman_sqlx::{SqlStore, SqlStoreOptions};
 
 use crate::config::redact_url;
 use crate::db::Db;
@@ -27,8 +27,9 @@ pub(crate) struct Storage {
 
 impl Storage {
     /// Connects to `url` (`sqlite:…` or `postgres://…` / `postgresql://…`)
-    /// and brings the store's schema up to date.
-    pub(crate) async fn open(url: &str) -> Result<Self, DemoError> {
+    /// and brings the store's schema up to date; `sqlite_exclusive`: the
+    /// process owns a SQLite file alone.
+    pub(crate) async fn open(url: &str, sqlite_exclusive: bool) -> Result<Self, DemoError> {
         if url == MEMORY_URL {
             return Ok(Self {
                 store: Arc::new(MemoryStore::new()),
@@ -45,7 +46,8 @@ impl Storage {
                 "DATABASE_URL: expected sqlite://…, postgres://… or memory:".into(),
             ));
         }
-        let sql = SqlStore::connect(url).await?;
+        let options = SqlStoreOptions::new().sqlite_exclusive(sqlite_exclusive);
+        let sql = SqlStore::connect_with(url, options).await?;
         // One pool for both: SQLite then has one set of writers queueing
         // for its lock, and `sqlite::memory:` one database.
         let db = match (sql.sqlite_pool(), sql.pg_pool()) {

@@ -453,3 +453,68 @@ async fn child_take_code() {
         takes.taken, takes.replayed, takes.missing
     );
 }
+
+const PROBE_URL: &str = "DOORMAN_SQLX_PROBE_URL";
+const PROBE_EXCLUSIVE: &str = "DOORMAN_SQLX_PROBE_EXCLUSIVE";
+
+/// Whether another process could open a store on `url` (with
+/// [`SqlStoreOptions::sqlite_exclusive`] set to `exclusive`, a 300 ms busy
+/// timeout) and read and write through it: `Ok(())`, or what it got.
+pub fn open_in_another_process(url: &str, exclusive: bool) -> Result<(), String> {
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new(&exe)
+        .args([
+            "--exact",
+            "common::child_open_store",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PROBE_URL, url)
+        .env(PROBE_EXCLUSIVE, if exclusive { "1" } else { "0" })
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("run child");
+    assert!(out.status.success(), "child failed: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once(CHILD_LINE))
+        .expect("child reported")
+        .1
+        .trim();
+    match line {
+        "ok" => Ok(()),
+        other => Err(other.to_owned()),
+    }
+}
+
+/// The child side of [`open_in_another_process`]; does nothing unless
+/// started by it.
+#[tokio::test]
+#[ignore = "run as a child process by the exclusive-file tests"]
+async fn child_open_store() {
+    let (Ok(url), Ok(exclusive)) = (std::env::var(PROBE_URL), std::env::var(PROBE_EXCLUSIVE))
+    else {
+        return;
+    };
+    let options = SqlStoreOptions::new()
+        .busy_timeout(Duration::from_millis(300))
+        .sqlite_exclusive(exclusive == "1");
+    let outcome = match SqlStore::connect_with(&url, options).await {
+        Err(e) => format!("connect: {e}"),
+        Ok(store) => {
+            let app = client(None);
+            let used = match store.client(&app.client_id).await {
+                Err(e) => format!("read: {e}"),
+                Ok(_) => match store.create_client(&app).await {
+                    Err(e) => format!("write: {e}"),
+                    Ok(_) => "ok".to_owned(),
+                },
+            };
+            store.close().await;
+            used
+        }
+    };
+    println!("{CHILD_LINE} {outcome}");
+}
