@@ -6,12 +6,14 @@
 //! keep-alive connections with a fixed concurrency for a fixed time:
 //! bearer check (userinfo), code exchange (pre-minted single-use codes
 //! with PKCE), client credentials, introspection and the whole browser
-//! flow. Any non-2xx answer makes a measure invalid. It prints req/s,
-//! p50/p99 and the ratio to the bare server for each store.
+//! flow. Any non-2xx answer makes a measure invalid. Each measure is
+//! preceded by a fresh measure of the bare request of its shape (`GET` or
+//! form `POST`), and its ratio is to that adjacent number: the box drifts.
+//! It prints req/s, p50/p99 and the ratio to the bare server for each store.
 //!
 //! ```text
 //! cargo build --release -p doorman-demo -p doorman-bench
-//! target/release/doorman-bench                 # memory, SQLite (+ PostgreSQL with DATABASE_URL)
+//! target/release/doorman-bench                 # memory, SQLite, exclusive SQLite (+ PostgreSQL with DATABASE_URL)
 //! target/release/doorman-bench soak --store sqlite   # purge soak: RSS and row counts
 //! ```
 #![forbid(unsafe_code)]
@@ -40,8 +42,10 @@ USAGE:
 
 OPTIONS:
     --demo PATH          the demo binary [default: doorman-demo next to this binary]
-    --stores LIST        memory,sqlite,postgres [default: memory,sqlite, plus postgres
-                         when DATABASE_URL is set]
+    --stores LIST        memory,sqlite,sqlite-excl,postgres [default: memory,sqlite,
+                         sqlite-excl, plus postgres when DATABASE_URL is set];
+                         sqlite-excl: SQLite with DOORMAN_SQLITE_EXCLUSIVE=1 (the demo
+                         owns its file exclusively)
     --duration SECS      measured window per measure [default: 10]
     --warmup SECS        unmeasured warm-up per measure [default: 2]
     --connections N      concurrent keep-alive connections [default: 32]
@@ -49,7 +53,7 @@ OPTIONS:
     --measures LIST      bearer,introspection,client_credentials,exchange,flow [default: all]
     --max-codes N        most codes minted for the exchange measure [default: 400000]
     --demo-log FILTER    RUST_LOG of the demo [default: info, the demo's own default]
-    --store NAME         soak: memory, sqlite or postgres [default: sqlite]
+    --store NAME         soak: memory, sqlite, sqlite-excl or postgres [default: sqlite]
     --soak-secs SECS     soak: how long to load [default: 150]
     --ttl SECS           soak: code, access and refresh lifetimes [default: 5]
 ";
@@ -70,6 +74,10 @@ pub enum StoreKind {
     Memory,
     /// Embedded SQLite, a fresh file per run.
     Sqlite,
+    /// Embedded SQLite, a fresh file per run, the demo started with
+    /// `DOORMAN_SQLITE_EXCLUSIVE=1`: its store owns the file exclusively
+    /// (one process), so nothing else may open it while the demo runs.
+    SqliteExclusive,
     /// PostgreSQL at `DATABASE_URL`.
     Postgres(String),
 }
@@ -80,6 +88,7 @@ impl StoreKind {
         match self {
             Self::Memory => "memory",
             Self::Sqlite => "sqlite",
+            Self::SqliteExclusive => "sqlite-excl",
             Self::Postgres(_) => "postgres",
         }
     }
@@ -129,6 +138,7 @@ fn parse_store(name: &str) -> Result<StoreKind, String> {
     match name {
         "memory" => Ok(StoreKind::Memory),
         "sqlite" => Ok(StoreKind::Sqlite),
+        "sqlite-excl" => Ok(StoreKind::SqliteExclusive),
         "postgres" => {
             postgres_from_env().ok_or_else(|| "postgres needs DATABASE_URL=postgres://…".to_owned())
         }
@@ -139,7 +149,11 @@ fn parse_store(name: &str) -> Result<StoreKind, String> {
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let dir = me.parent().map(PathBuf::from).unwrap_or_default();
-    let mut stores = vec![StoreKind::Memory, StoreKind::Sqlite];
+    let mut stores = vec![
+        StoreKind::Memory,
+        StoreKind::Sqlite,
+        StoreKind::SqliteExclusive,
+    ];
     stores.extend(postgres_from_env());
     let mut o = Opts {
         demo: dir.join("doorman-demo"),
@@ -263,5 +277,50 @@ fn main() -> ExitCode {
             eprintln!("doorman-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn stores_parse_sqlite_excl() {
+        let o =
+            parse_opts(&args(&["--stores", "memory, sqlite-excl,sqlite"])).expect("valid --stores");
+        assert_eq!(
+            o.stores,
+            [
+                StoreKind::Memory,
+                StoreKind::SqliteExclusive,
+                StoreKind::Sqlite
+            ]
+        );
+        assert_eq!(o.stores[1].name(), "sqlite-excl");
+        let o = parse_opts(&args(&["--store", "sqlite-excl"])).expect("valid --store");
+        assert_eq!(o.soak_store, StoreKind::SqliteExclusive);
+        assert!(parse_opts(&args(&["--stores", "sqlite-exclusive"])).is_err());
+    }
+
+    #[test]
+    fn default_stores_put_sqlite_excl_after_sqlite() {
+        let o = parse_opts(&[]).expect("defaults");
+        assert_eq!(
+            o.stores[..3],
+            [
+                StoreKind::Memory,
+                StoreKind::Sqlite,
+                StoreKind::SqliteExclusive
+            ]
+        );
+        // PostgreSQL only when DATABASE_URL names it, and then last.
+        assert_eq!(
+            o.stores.len(),
+            3 + usize::from(postgres_from_env().is_some())
+        );
     }
 }

@@ -57,7 +57,22 @@ impl Measure {
         }
     }
 
-    /// What the row is compared with, and the target ratio on `store`.
+    /// A short name, for the bare row measured right before this one.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::BareGet => "bare GET",
+            Self::BarePost => "bare POST",
+            Self::Authorize => "code mint",
+            Self::Bearer => "bearer check",
+            Self::Exchange => "code exchange",
+            Self::ClientCredentials => "client_credentials",
+            Self::Introspection => "introspection",
+            Self::Flow => "full flow",
+        }
+    }
+
+    /// What the row is compared with, and the target ratio on `store`
+    /// (`sqlite-excl` has SQLite's targets).
     pub fn target(self, store: &str) -> (Option<Baseline>, Option<f64>) {
         let (base, memory, sqlite) = match self {
             Self::Bearer => (Baseline::Get, 0.9, 0.6),
@@ -69,7 +84,7 @@ impl Measure {
         };
         let target = match store {
             "memory" => Some(memory),
-            "sqlite" => Some(sqlite),
+            "sqlite" | "sqlite-excl" => Some(sqlite),
             _ => None,
         };
         (Some(base), target)
@@ -81,11 +96,13 @@ impl Measure {
 pub struct Row {
     /// What.
     pub measure: Measure,
-    /// On which store (`-` for the bare server).
+    /// On which store; for a bare row, in parentheses, the store and the
+    /// measure it was taken for (`(memory, before bearer check)`).
     pub store: String,
     /// What the load saw; `None`: not run (see `note`).
     pub outcome: Option<Outcome>,
-    /// The bare server's rate this row is compared with.
+    /// The bare server's rate this row is compared with: the bare measure
+    /// taken right before it (`None` when that one was invalid).
     pub bare_rate: Option<f64>,
     /// Anything worth saying.
     pub note: String,
@@ -168,4 +185,26 @@ pub fn table(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_excl_has_sqlite_targets() {
+        for m in [
+            Measure::Bearer,
+            Measure::Introspection,
+            Measure::ClientCredentials,
+            Measure::Exchange,
+        ] {
+            assert_eq!(m.target("sqlite-excl"), m.target("sqlite"));
+            assert!(m.target("sqlite-excl").1.is_some());
+        }
+        assert_eq!(
+            Measure::BareGet.target("(sqlite-excl, before bearer check)"),
+            (None, None)
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! The two runs: the benchmark (every measure on every store, each store's
-//! block preceded by the bare server's two measures) and the purge soak.
+//! The two runs: the benchmark (every measure on every store, each
+//! measure right after a fresh measure of the bare request of its shape,
+//! its ratio to that adjacent number) and the purge soak.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::client::{Conn, Template};
 use crate::flows::{Exchange, Fixed, Flow, Mint, Setup, pkce};
 use crate::load::{self, Outcome, Shape, Work};
 use crate::probe::{self, Rows};
-use crate::report::{self, Measure, Row};
+use crate::report::{self, Baseline, Measure, Row};
 use crate::{Opts, StoreKind, bare};
 
 /// PostgreSQL reports a backend's counters at the latest 10 s after it
@@ -22,6 +23,12 @@ use crate::{Opts, StoreKind, bare};
 const PG_STATS_DELAY: Duration = Duration::from_secs(11);
 /// Sequential requests per PostgreSQL round-trip probe.
 const PG_PROBE_REQUESTS: usize = 500;
+/// The demo's authorization-code lifetime (its default: the benchmark
+/// does not set `DOORMAN_CODE_TTL_SECS`).
+const DEMO_CODE_TTL: Duration = Duration::from_secs(600);
+/// Slack kept between the oldest minted code's age at its exchange and
+/// [`DEMO_CODE_TTL`].
+const CODE_TTL_MARGIN: Duration = Duration::from_secs(60);
 
 fn now_utc() -> String {
     std::process::Command::new("date")
@@ -54,7 +61,7 @@ fn bare_form() -> Result<String, String> {
 fn database_url(o: &Opts, store: &StoreKind, tag: &str) -> String {
     match store {
         StoreKind::Memory => "memory:".into(),
-        StoreKind::Sqlite => format!(
+        StoreKind::Sqlite | StoreKind::SqliteExclusive => format!(
             "sqlite://{}?mode=rwc",
             o.work_dir.join(format!("{tag}.db")).display()
         ),
@@ -82,6 +89,9 @@ async fn start_demo(
         ("DOORMAN_DEV_TOKEN", dev_token.to_owned()),
         ("RUST_LOG", o.demo_log.clone()),
     ];
+    if *store == StoreKind::SqliteExclusive {
+        env.push(("DOORMAN_SQLITE_EXCLUSIVE", "1".to_owned()));
+    }
     env.extend(extra.iter().cloned());
     let log = o.work_dir.join(format!("demo-{tag}.log"));
     Server::start(&o.demo, &[], &env, &log)
@@ -129,6 +139,31 @@ fn rate_of(o: Option<&Outcome>) -> Option<f64> {
     o.filter(|o| o.valid()).map(Outcome::rate)
 }
 
+/// Measures, on the bare server, the bare request `m` is compared with
+/// (`GET` or form `POST`, warm-up + window like every measure), right
+/// before `m` runs; pushes its row (store column `(store, before m)`) and
+/// answers its rate, `None` when it was invalid: then `m` gets no ratio.
+async fn bare_before(
+    bare: SocketAddr,
+    shape: Shape,
+    store: &str,
+    m: Measure,
+    rows: &mut Vec<Row>,
+) -> Result<Option<f64>, String> {
+    let (which, template) = match m.target(store).0 {
+        Some(Baseline::Post) => (
+            Measure::BarePost,
+            Template::post_form(bare::PATH, bare_form()?)?,
+        ),
+        Some(Baseline::Get) | None => (Measure::BareGet, Template::get(bare::PATH)?),
+    };
+    let label = format!("({store}, before {})", m.short());
+    let row = measure(bare, shape, which, &label, None, Fixed(template)).await;
+    let rate = rate_of(row.outcome.as_ref());
+    rows.push(row);
+    Ok(rate)
+}
+
 /// The whole benchmark; answers whether every measure was valid.
 pub async fn bench(o: &Opts) -> Result<bool, String> {
     println!("# doorman-bench, {}", now_utc());
@@ -143,6 +178,10 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
         o.duration.as_secs()
     );
     println!("- demo: {} (RUST_LOG={})", o.demo.display(), o.demo_log);
+    println!(
+        "- ratios: each measure is compared with the bare GET or POST measured right before it \
+         (the bare rows, their store column in parentheses)"
+    );
     println!("- load average at start: {}", probe::loadavg());
     println!();
     let shape = Shape {
@@ -155,8 +194,8 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
     let mut notes = Vec::new();
     for store in &o.stores {
         let name = store.name();
-        // The demo first (idle meanwhile): a store it cannot run on gets
-        // no bare rows either.
+        // The demo first (idle during each bare measure): a store it
+        // cannot run on gets no bare rows either.
         let dev_token = random_token();
         let url = database_url(o, store, &format!("bench-{name}"));
         let demo = match start_demo(o, store, &url, &dev_token, &[], name).await {
@@ -167,36 +206,10 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
                 continue;
             }
         };
-        let bare_label = format!("({name} block)");
-        let get = measure(
-            bare.addr,
-            shape,
-            Measure::BareGet,
-            &bare_label,
-            None,
-            Fixed(Template::get(bare::PATH)?),
-        )
-        .await;
-        let post = measure(
-            bare.addr,
-            shape,
-            Measure::BarePost,
-            &bare_label,
-            None,
-            Fixed(Template::post_form(bare::PATH, bare_form()?)?),
-        )
-        .await;
-        let bare_get = rate_of(get.outcome.as_ref());
-        let bare_post = rate_of(post.outcome.as_ref());
-        rows.push(get);
-        rows.push(post);
-        let block = store_block(o, store, &demo, &dev_token, shape, (bare_get, bare_post)).await;
+        let block = store_block(o, store, &demo, bare.addr, &dev_token, shape, &mut rows).await;
         demo.stop().await;
         match block {
-            Ok((mut r, mut n)) => {
-                rows.append(&mut r);
-                notes.append(&mut n);
-            }
+            Ok(mut n) => notes.append(&mut n),
             Err(e) => {
                 eprintln!("{name}: {e}");
                 notes.push(format!("{name}: {e}"));
@@ -213,45 +226,50 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
     Ok(!rows.iter().any(Row::invalid))
 }
 
-/// Every measure on one running demo: the rows, and notes for below the table.
+/// Every measure on one running demo, each right after its bare measure
+/// (the pair pushed onto `rows` together); answers notes for below the
+/// table. In order: bearer check, introspection, client_credentials,
+/// code mint, code exchange, full flow (each only when selected).
 async fn store_block(
     o: &Opts,
     store: &StoreKind,
     demo: &Server,
+    bare: SocketAddr,
     dev_token: &str,
     shape: Shape,
-    (bare_get, bare_post): (Option<f64>, Option<f64>),
-) -> Result<(Vec<Row>, Vec<String>), String> {
+    rows: &mut Vec<Row>,
+) -> Result<Vec<String>, String> {
     let name = store.name();
     let mut notes = Vec::new();
     let addr = demo.addr;
     let mut conn = Conn::new(addr)?;
     let setup = Setup::new(&mut conn, dev_token).await?;
     let token = setup.user_token(&mut conn).await?;
-    let mut rows = Vec::new();
 
     let wants = |m: &str| o.measures.iter().any(|x| x == m);
     if wants("bearer") {
+        let base = bare_before(bare, shape, name, Measure::Bearer, rows).await?;
         rows.push(
             measure(
                 addr,
                 shape,
                 Measure::Bearer,
                 name,
-                bare_get,
+                base,
                 Fixed(Setup::userinfo(&token)?),
             )
             .await,
         );
     }
     if wants("introspection") {
+        let base = bare_before(bare, shape, name, Measure::Introspection, rows).await?;
         rows.push(
             measure(
                 addr,
                 shape,
                 Measure::Introspection,
                 name,
-                bare_post,
+                base,
                 Fixed(setup.introspect(&token)?),
             )
             .await,
@@ -259,12 +277,13 @@ async fn store_block(
     }
     let mut cc_rate = None;
     if wants("client_credentials") {
+        let base = bare_before(bare, shape, name, Measure::ClientCredentials, rows).await?;
         let cc = measure(
             addr,
             shape,
             Measure::ClientCredentials,
             name,
-            bare_post,
+            base,
             Fixed(setup.client_credentials()?),
         )
         .await;
@@ -279,6 +298,22 @@ async fn store_block(
         let wanted = cc_rate.map_or(o.max_codes as f64, |rate| rate * 1.4 * budget);
         let n = (wanted.ceil() as usize).clamp(1000, o.max_codes);
 
+        // Order: bare GET, mint (its ratio to that GET), bare POST, exchange
+        // (its ratio to that POST). The bare POST sits between minting and
+        // exchange, so the codes wait through it: the exchange takes them
+        // oldest first, and a code is at most (minting + bare POST +
+        // exchange warm-up and window) old when it is sent. Minting is
+        // capped so that this stays a margin under the demo's code
+        // lifetime: 600 - 2 × 12 - 60 = 516 s at the default shape, where
+        // minting takes seconds to tens of seconds (400 000 codes on
+        // SQLite: about 40 s). The bare POST touches the bare server
+        // only: the demo idles, and the RSS probe around minting is
+        // unchanged.
+        let bare_get = bare_before(bare, shape, name, Measure::Authorize, rows).await?;
+        let one_measure = shape.warmup + shape.duration;
+        let mint_cap = DEMO_CODE_TTL
+            .saturating_sub(one_measure * 2 + CODE_TTL_MARGIN)
+            .max(Duration::from_secs(60));
         let rss_before = demo.rss_kib();
         let mint = Arc::new(Mint::new(setup.clone(), n));
         let minted = load::run(
@@ -286,26 +321,38 @@ async fn store_block(
             Shape {
                 connections: shape.connections,
                 warmup: Duration::ZERO,
-                duration: Duration::from_secs(600),
+                duration: mint_cap,
             },
             mint.clone(),
         )
         .await;
         let rss_after = demo.rss_kib();
         let mint_ok = minted.valid();
+        let codes = Arc::try_unwrap(mint)
+            .map_err(|_| "minting still running".to_owned())?
+            .into_codes();
+        // All `n` unless minting hit its cap.
+        let got = codes.len();
         let mint_row = Row {
             measure: Measure::Authorize,
             store: name.to_owned(),
             outcome: Some(minted),
             bare_rate: bare_get,
-            note: format!("{n} codes"),
+            note: if got < n {
+                format!(
+                    "{got} of {n} codes (minting stopped after {} s)",
+                    mint_cap.as_secs()
+                )
+            } else {
+                format!("{got} codes")
+            },
         };
         progress(&mint_row);
         rows.push(mint_row);
         if let (Some(a), Some(b)) = (rss_before, rss_after) {
-            let per_code = (b.saturating_sub(a) * 1024) as f64 / n as f64;
+            let per_code = (b.saturating_sub(a) * 1024) as f64 / got.max(1) as f64;
             notes.push(format!(
-            "{name}: demo RSS {:.1} MiB → {:.1} MiB with {n} outstanding codes: {per_code:.0} bytes per code{}",
+            "{name}: demo RSS {:.1} MiB → {:.1} MiB with {got} outstanding codes: {per_code:.0} bytes per code{}",
             a as f64 / 1024.0,
             b as f64 / 1024.0,
             if *store == StoreKind::Memory {
@@ -315,10 +362,8 @@ async fn store_block(
             }
         ));
         }
-        let codes = Arc::try_unwrap(mint)
-            .map_err(|_| "minting still running".to_owned())?
-            .into_codes();
         if mint_ok {
+            let bare_post = bare_before(bare, shape, name, Measure::Exchange, rows).await?;
             rows.push(
                 measure(
                     addr,
@@ -337,17 +382,8 @@ async fn store_block(
         }
     }
     if wants("flow") {
-        rows.push(
-            measure(
-                addr,
-                shape,
-                Measure::Flow,
-                name,
-                bare_get,
-                Flow(setup.clone()),
-            )
-            .await,
-        );
+        let base = bare_before(bare, shape, name, Measure::Flow, rows).await?;
+        rows.push(measure(addr, shape, Measure::Flow, name, base, Flow(setup.clone())).await);
     }
     if let StoreKind::Postgres(url) = store {
         match pg_probe(url, addr, &setup, &token).await {
@@ -355,7 +391,7 @@ async fn store_block(
             Err(e) => notes.push(format!("postgres round-trip probe failed: {e}")),
         }
     }
-    Ok((rows, notes))
+    Ok(notes)
 }
 
 /// Counts PostgreSQL transactions per request for each measure, over
@@ -411,14 +447,20 @@ async fn pg_probe(
     ))
 }
 
+/// The file of a `sqlite://PATH?…` URL.
+fn sqlite_path(url: &str) -> &str {
+    let path = url.trim_start_matches("sqlite://");
+    path.split('?').next().unwrap_or(path)
+}
+
+/// Row counts while the demo runs. `None` for the memory store, and for
+/// `sqlite-excl`: the demo holds that file exclusively, so another
+/// process gets `database is locked`; the soak counts its rows once,
+/// after the demo has stopped.
 async fn rows_of(store: &StoreKind, url: &str) -> Option<Rows> {
     match store {
-        StoreKind::Memory => None,
-        StoreKind::Sqlite => {
-            let path = url.trim_start_matches("sqlite://");
-            let path = path.split('?').next().unwrap_or(path);
-            probe::sqlite_rows(path).await.ok()
-        }
+        StoreKind::Memory | StoreKind::SqliteExclusive => None,
+        StoreKind::Sqlite => probe::sqlite_rows(sqlite_path(url)).await.ok(),
         StoreKind::Postgres(u) => probe::pg_rows(u).await.ok(),
     }
 }
@@ -445,6 +487,13 @@ pub async fn soak(o: &Opts) -> Result<bool, String> {
         o.soak_secs
     );
     println!("- machine: {}", probe::machine());
+    let exclusive = *store == StoreKind::SqliteExclusive;
+    if exclusive {
+        println!(
+            "- sqlite-excl: the demo holds its file exclusively, so the row counts are read once, \
+             after it has stopped (no counts under load, peak unknown)"
+        );
+    }
     let demo = start_demo(o, store, &url, &dev_token, &extra, &format!("soak-{name}")).await?;
     let addr = demo.addr;
     let mut conn = Conn::new(addr)?;
@@ -502,16 +551,48 @@ pub async fn soak(o: &Opts) -> Result<bool, String> {
     }
     // Everything expires after the TTL; the demo purges every 60 s.
     tokio::time::sleep(Duration::from_secs(o.ttl + 62)).await;
-    let (rss_idle, rows_idle) = sample("idle, after a purge", flows, 0.0).await;
+    let (rss_idle, mut rows_idle) = sample("idle, after a purge", flows, 0.0).await;
     demo.stop().await;
+    // Counted only now that the demo (killed) no longer holds the file; a
+    // read-only open recovers its WAL. A failed read fails the soak: no
+    // count is no evidence that the rows were purged.
+    let mut rows_read = true;
+    if exclusive {
+        match probe::sqlite_rows(sqlite_path(&url)).await {
+            Ok(r) => {
+                let line = format!(
+                    "| {:.0} | demo stopped: rows read from its file | {flows} | 0 | - | {} | {} | {} |",
+                    started.elapsed().as_secs_f64(),
+                    r.codes,
+                    r.tokens,
+                    r.grants
+                );
+                eprintln!("{line}");
+                lines.push(line);
+                rows_idle = Some(r);
+            }
+            Err(e) => {
+                eprintln!("soak: cannot count the rows after the demo stopped: {e}");
+                rows_read = false;
+            }
+        }
+    }
     println!();
     for l in &lines {
         println!("{l}");
     }
     println!();
     let idle_rows = rows_idle.map(|r| r.codes + r.tokens + r.grants);
-    if let Some(idle) = idle_rows {
-        println!("- rows: peak {peak_rows} under load, {idle} after the purge");
+    match idle_rows {
+        // Peak unknown: the check below then allows at most 1 row left.
+        Some(idle) if exclusive => println!(
+            "- rows: peak not counted (file held exclusively under load), {idle} after the purge"
+        ),
+        Some(idle) => println!("- rows: peak {peak_rows} under load, {idle} after the purge"),
+        None if !rows_read => {
+            println!("- rows: not counted (the read after the demo stopped failed, see stderr)");
+        }
+        None => {}
     }
     if let (Some(first), Some(last)) = (rss_at.first(), rss_at.last()) {
         println!(
@@ -519,7 +600,7 @@ pub async fn soak(o: &Opts) -> Result<bool, String> {
             chunk.as_secs()
         );
     }
-    let rows_ok = idle_rows.is_none_or(|idle| idle * 10 <= peak_rows.max(10));
+    let rows_ok = rows_read && idle_rows.is_none_or(|idle| idle * 10 <= peak_rows.max(10));
     println!(
         "- verdict: {}",
         if valid && rows_ok {
