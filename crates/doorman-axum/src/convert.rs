@@ -2,6 +2,7 @@
 //! `http::Request<Bytes>` / `http::Response<Bytes>`.
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::{OriginalUri, Request};
 use axum::response::Response;
 use bytes::Bytes;
@@ -35,6 +36,10 @@ pub async fn read_request(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(server.body_too_large());
+    }
+    if body.is_end_stream() {
+        // No body (a GET): nothing to collect.
+        return Ok(http::Request::from_parts(parts, Bytes::new()));
     }
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),

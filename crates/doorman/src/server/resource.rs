@@ -186,7 +186,8 @@ impl AuthorizationServer {
         let allowed = |name: &str| released.is_none_or(|r| r.iter().any(|n| n == name));
         let mut out = Map::new();
         if let Some(claims) = claims {
-            out.extend(claims.base);
+            // The base claims are all released: their map is the answer's start.
+            out = claims.base;
             for (scope, map) in claims.scoped {
                 if token.scope.contains(&scope) {
                     out.extend(map.into_iter().filter(|(k, _)| allowed(k)));

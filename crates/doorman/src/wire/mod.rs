@@ -153,20 +153,20 @@ impl<'a> ErrorBody<'a> {
 /// answer that may carry credentials must not be cached; the rest lose
 /// nothing by it).
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Bytes> {
-    let bytes = match serde_json::to_vec(body) {
-        Ok(b) => b,
-        Err(_) => {
-            return plain_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                br#"{"error":"server_error"}"#,
-            );
-        }
-    };
-    plain_response(status, &bytes)
+    // Room for a token or userinfo answer, so the buffer rarely grows; the
+    // response takes the buffer as it is, without a copy.
+    let mut bytes = Vec::with_capacity(256);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        return plain_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Bytes::from_static(br#"{"error":"server_error"}"#),
+        );
+    }
+    plain_response(status, Bytes::from(bytes))
 }
 
-fn plain_response(status: StatusCode, bytes: &[u8]) -> Response<Bytes> {
-    let mut res = Response::new(Bytes::copy_from_slice(bytes));
+fn plain_response(status: StatusCode, bytes: Bytes) -> Response<Bytes> {
+    let mut res = Response::new(bytes);
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
