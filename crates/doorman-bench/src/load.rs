@@ -78,6 +78,19 @@ impl Outcome {
     pub fn valid(&self) -> bool {
         self.failures == 0 && self.count > 0
     }
+
+    /// Two slices of one measure as one: counts, windows and latencies
+    /// added up, a failure of either kept.
+    pub fn merge(mut self, other: Outcome) -> Outcome {
+        self.count += other.count;
+        self.failures += other.failures;
+        self.first_failure = self.first_failure.or(other.first_failure);
+        self.window += other.window;
+        self.exhausted |= other.exhausted;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        self
+    }
 }
 
 /// Per-connection tally.

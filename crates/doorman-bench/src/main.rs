@@ -6,9 +6,10 @@
 //! keep-alive connections with a fixed concurrency for a fixed time:
 //! bearer check (userinfo), code exchange (pre-minted single-use codes
 //! with PKCE), client credentials, introspection and the whole browser
-//! flow. Any non-2xx answer makes a measure invalid. Each measure is
-//! preceded by a fresh measure of the bare request of its shape (`GET` or
-//! form `POST`), and its ratio is to that adjacent number: the box drifts.
+//! flow. Any non-2xx answer makes a measure invalid. Each measure runs
+//! in turns with the bare request of its shape (`GET` or form `POST`),
+//! three slices each, and its ratio is to those bare slices: the box
+//! drifts, and drift then touches both alike.
 //! It prints req/s, p50/p99 and the ratio to the bare server for each store.
 //!
 //! ```text

@@ -57,7 +57,7 @@ impl Measure {
         }
     }
 
-    /// A short name, for the bare row measured right before this one.
+    /// A short name, for the label of the bare row measured with this one.
     pub fn short(self) -> &'static str {
         match self {
             Self::BareGet => "bare GET",
@@ -97,12 +97,13 @@ pub struct Row {
     /// What.
     pub measure: Measure,
     /// On which store; for a bare row, in parentheses, the store and the
-    /// measure it was taken for (`(memory, before bearer check)`).
+    /// measure it was taken with (`(memory, with bearer check)`).
     pub store: String,
     /// What the load saw; `None`: not run (see `note`).
     pub outcome: Option<Outcome>,
-    /// The bare server's rate this row is compared with: the bare measure
-    /// taken right before it (`None` when that one was invalid).
+    /// The bare server's rate this row is compared with: the bare slices
+    /// measured in turns with it, or (code mint) the bare measure right
+    /// before it (`None` when that one was invalid).
     pub bare_rate: Option<f64>,
     /// Anything worth saying.
     pub note: String,

@@ -1,6 +1,6 @@
 //! The two runs: the benchmark (every measure on every store, each
-//! measure right after a fresh measure of the bare request of its shape,
-//! its ratio to that adjacent number) and the purge soak.
+//! measured in turns with the bare request of its shape, its ratio to
+//! those interleaved bare slices) and the purge soak.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,6 +139,17 @@ fn rate_of(o: Option<&Outcome>) -> Option<f64> {
     o.filter(|o| o.valid()).map(Outcome::rate)
 }
 
+/// The bare request `m` is compared with: its measure and its template.
+fn bare_of(store: &str, m: Measure) -> Result<(Measure, Template), String> {
+    Ok(match m.target(store).0 {
+        Some(Baseline::Post) => (
+            Measure::BarePost,
+            Template::post_form(bare::PATH, bare_form()?)?,
+        ),
+        Some(Baseline::Get) | None => (Measure::BareGet, Template::get(bare::PATH)?),
+    })
+}
+
 /// Measures, on the bare server, the bare request `m` is compared with
 /// (`GET` or form `POST`, warm-up + window like every measure), right
 /// before `m` runs; pushes its row (store column `(store, before m)`) and
@@ -150,18 +161,82 @@ async fn bare_before(
     m: Measure,
     rows: &mut Vec<Row>,
 ) -> Result<Option<f64>, String> {
-    let (which, template) = match m.target(store).0 {
-        Some(Baseline::Post) => (
-            Measure::BarePost,
-            Template::post_form(bare::PATH, bare_form()?)?,
-        ),
-        Some(Baseline::Get) | None => (Measure::BareGet, Template::get(bare::PATH)?),
-    };
+    let (which, template) = bare_of(store, m)?;
     let label = format!("({store}, before {})", m.short());
     let row = measure(bare, shape, which, &label, None, Fixed(template)).await;
     let rate = rate_of(row.outcome.as_ref());
     rows.push(row);
     Ok(rate)
+}
+
+/// Slices of a [`paired`] measure: the bare server and the demo take
+/// turns this many times.
+const ROUNDS: u32 = 3;
+
+/// Measures `m` on the demo at `addr` (its `work`) and its bare request
+/// on `bare` in turns: [`ROUNDS`] slices each (half the warm-up, a third
+/// of the window), bare first, so that drift of the box over the pair
+/// touches both alike; `m`'s ratio is to the bare slices together. Pushes
+/// both rows (bare first, store column `(store, with m)`). A demo slice
+/// whose input ran out ends the turns.
+async fn paired<W: Work>(
+    (bare, addr): (SocketAddr, SocketAddr),
+    shape: Shape,
+    store: &str,
+    m: Measure,
+    work: W,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    let (which, template) = bare_of(store, m)?;
+    let slice = Shape {
+        connections: shape.connections,
+        warmup: shape.warmup / 2,
+        duration: shape.duration / ROUNDS,
+    };
+    let (template, work) = (Arc::new(Fixed(template)), Arc::new(work));
+    let (mut base, mut measured): (Option<Outcome>, Option<Outcome>) = (None, None);
+    for _ in 0..ROUNDS {
+        let b = load::run(bare, slice, template.clone()).await;
+        base = Some(match base {
+            Some(prev) => prev.merge(b),
+            None => b,
+        });
+        let d = load::run(addr, slice, work.clone()).await;
+        let ran_out = d.exhausted;
+        measured = Some(match measured {
+            Some(prev) => prev.merge(d),
+            None => d,
+        });
+        if ran_out {
+            break;
+        }
+    }
+    let bare_row = Row {
+        measure: which,
+        store: format!("({store}, with {})", m.short()),
+        outcome: base,
+        bare_rate: None,
+        note: String::new(),
+    };
+    progress(&bare_row);
+    let bare_rate = rate_of(bare_row.outcome.as_ref());
+    rows.push(bare_row);
+    let outcome = measured.ok_or("no slice ran")?;
+    let note = if outcome.exhausted {
+        format!("codes ran out after {:.1} s", outcome.window.as_secs_f64())
+    } else {
+        String::new()
+    };
+    let row = Row {
+        measure: m,
+        store: store.to_owned(),
+        outcome: Some(outcome),
+        bare_rate,
+        note,
+    };
+    progress(&row);
+    rows.push(row);
+    Ok(())
 }
 
 /// The whole benchmark; answers whether every measure was valid.
@@ -179,8 +254,9 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
     );
     println!("- demo: {} (RUST_LOG={})", o.demo.display(), o.demo_log);
     println!(
-        "- ratios: each measure is compared with the bare GET or POST measured right before it \
-         (the bare rows, their store column in parentheses)"
+        "- ratios: each measure and the bare GET or POST it is compared with run in turns, {ROUNDS} \
+         slices each (the bare rows, their store column in parentheses; the code mint: the bare GET \
+         right before it)"
     );
     println!("- load average at start: {}", probe::loadavg());
     println!();
@@ -247,72 +323,40 @@ async fn store_block(
     let token = setup.user_token(&mut conn).await?;
 
     let wants = |m: &str| o.measures.iter().any(|x| x == m);
+    let both = (bare, addr);
     if wants("bearer") {
-        let base = bare_before(bare, shape, name, Measure::Bearer, rows).await?;
-        rows.push(
-            measure(
-                addr,
-                shape,
-                Measure::Bearer,
-                name,
-                base,
-                Fixed(Setup::userinfo(&token)?),
-            )
-            .await,
-        );
+        let work = Fixed(Setup::userinfo(&token)?);
+        paired(both, shape, name, Measure::Bearer, work, rows).await?;
     }
     if wants("introspection") {
-        let base = bare_before(bare, shape, name, Measure::Introspection, rows).await?;
-        rows.push(
-            measure(
-                addr,
-                shape,
-                Measure::Introspection,
-                name,
-                base,
-                Fixed(setup.introspect(&token)?),
-            )
-            .await,
-        );
+        let work = Fixed(setup.introspect(&token)?);
+        paired(both, shape, name, Measure::Introspection, work, rows).await?;
     }
     let mut cc_rate = None;
     if wants("client_credentials") {
-        let base = bare_before(bare, shape, name, Measure::ClientCredentials, rows).await?;
-        let cc = measure(
-            addr,
-            shape,
-            Measure::ClientCredentials,
-            name,
-            base,
-            Fixed(setup.client_credentials()?),
-        )
-        .await;
-        cc_rate = rate_of(cc.outcome.as_ref());
-        rows.push(cc);
+        let work = Fixed(setup.client_credentials()?);
+        paired(both, shape, name, Measure::ClientCredentials, work, rows).await?;
+        cc_rate = rows.last().and_then(|r| rate_of(r.outcome.as_ref()));
     }
     if wants("exchange") {
         // Enough codes for the exchange's warm-up and window at a little over
         // the client-credentials rate (the two do similar store work); the
         // most allowed when that rate was not measured.
-        let budget = (shape.warmup + shape.duration).as_secs_f64();
+        let budget = (shape.warmup / 2 * ROUNDS + shape.duration).as_secs_f64();
         let wanted = cc_rate.map_or(o.max_codes as f64, |rate| rate * 1.4 * budget);
         let n = (wanted.ceil() as usize).clamp(1000, o.max_codes);
 
-        // Order: bare GET, mint (its ratio to that GET), bare POST, exchange
-        // (its ratio to that POST). The bare POST sits between minting and
-        // exchange, so the codes wait through it: the exchange takes them
-        // oldest first, and a code is at most (minting + bare POST +
-        // exchange warm-up and window) old when it is sent. Minting is
-        // capped so that this stays a margin under the demo's code
-        // lifetime: 600 - 2 × 12 - 60 = 516 s at the default shape, where
-        // minting takes seconds to tens of seconds (400 000 codes on
-        // SQLite: about 40 s). The bare POST touches the bare server
-        // only: the demo idles, and the RSS probe around minting is
-        // unchanged.
+        // Order: bare GET, mint (its ratio to that GET), then the exchange
+        // paired with bare POSTs (their slices in turns). The exchange
+        // takes the codes oldest first, so a code is at most (minting +
+        // the pair) old when it is sent. Minting is capped so that this
+        // stays a margin under the demo's code lifetime: 600 - 26 - 60 =
+        // 514 s at the default shape, where minting takes seconds to tens
+        // of seconds (400 000 codes on SQLite: about 40 s).
         let bare_get = bare_before(bare, shape, name, Measure::Authorize, rows).await?;
-        let one_measure = shape.warmup + shape.duration;
+        let pair = shape.warmup / 2 * ROUNDS * 2 + shape.duration * 2;
         let mint_cap = DEMO_CODE_TTL
-            .saturating_sub(one_measure * 2 + CODE_TTL_MARGIN)
+            .saturating_sub(pair + CODE_TTL_MARGIN)
             .max(Duration::from_secs(60));
         let rss_before = demo.rss_kib();
         let mint = Arc::new(Mint::new(setup.clone(), n));
@@ -363,18 +407,8 @@ async fn store_block(
         ));
         }
         if mint_ok {
-            let bare_post = bare_before(bare, shape, name, Measure::Exchange, rows).await?;
-            rows.push(
-                measure(
-                    addr,
-                    shape,
-                    Measure::Exchange,
-                    name,
-                    bare_post,
-                    Exchange::new(setup.clone(), codes),
-                )
-                .await,
-            );
+            let work = Exchange::new(setup.clone(), codes);
+            paired(both, shape, name, Measure::Exchange, work, rows).await?;
         } else {
             notes.push(format!(
                 "{name}: code exchange not measured: minting failed"
@@ -382,8 +416,7 @@ async fn store_block(
         }
     }
     if wants("flow") {
-        let base = bare_before(bare, shape, name, Measure::Flow, rows).await?;
-        rows.push(measure(addr, shape, Measure::Flow, name, base, Flow(setup.clone())).await);
+        paired(both, shape, name, Measure::Flow, Flow(setup.clone()), rows).await?;
     }
     if let StoreKind::Postgres(url) = store {
         match pg_probe(url, addr, &setup, &token).await {
