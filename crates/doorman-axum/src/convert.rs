@@ -13,8 +13,8 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 ///
 /// The body is read up to the server's
 /// [`max_body_bytes`](doorman::Config::max_body_bytes); a larger one is
-/// refused with [`AuthorizationServer::body_too_large`] (413) without
-/// reading the rest. The URI is the request's original one, path and query,
+/// refused with [`AuthorizationServer::body_too_large`] (413, with
+/// `Connection: close`) without reading the rest. The URI is the request's original one, path and query,
 /// even under a nested router: the authorization endpoint sends it to the
 /// login page as the place to come back to.
 ///
@@ -35,7 +35,7 @@ pub async fn read_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(server.body_too_large());
+        return Err(too_large(server));
     }
     if body.is_end_stream() {
         // No body (a GET): nothing to collect.
@@ -44,7 +44,7 @@ pub async fn read_request(
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(server.body_too_large());
+            return Err(too_large(server));
         }
         Err(_) => {
             let e = OAuthError::invalid_request("the request body could not be read");
@@ -52,6 +52,20 @@ pub async fn read_request(
         }
     };
     Ok(http::Request::from_parts(parts, bytes))
+}
+
+/// The 413 for a body over the limit, with `Connection: close`: the rest
+/// of the body stays unread, so the connection cannot carry another
+/// request, and hyper closes it. Said in the answer (RFC 9112, section
+/// 9.6), a client does not send its next request down a connection that
+/// is closing (it did, now and then, without it: a failed request).
+fn too_large(server: &AuthorizationServer) -> http::Response<Bytes> {
+    let mut res = server.body_too_large();
+    res.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    res
 }
 
 /// Turns a core response into an axum response, headers and status as they are.

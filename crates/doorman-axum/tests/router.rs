@@ -121,6 +121,8 @@ async fn bodies_over_the_limit_answer_413() {
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The rest of the body is never read: the connection must not be reused.
+    assert_eq!(res.headers()[header::CONNECTION], "close");
     assert_eq!(json(res).await["error"], "invalid_request");
     // ... or refused up front for the length it declares.
     let req = Request::post("/api/oauth2/revoke")
@@ -130,6 +132,7 @@ async fn bodies_over_the_limit_answer_413() {
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.headers()[header::CONNECTION], "close");
     // Exactly at the limit is read (and refused for its content, not its size).
     let req = Request::post("/api/oauth2/token")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
