@@ -246,11 +246,11 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
     println!("- machine: {}", probe::machine());
     println!(
         "- load: {} connections over {} client threads, closed loop, HTTP/1.1 keep-alive on loopback; \
-         {} s warm-up + {} s measured per measure",
+         {} s measured per measure, in {ROUNDS} slices each after {:.1} s of warm-up",
         o.connections,
         o.threads,
-        o.warmup.as_secs(),
-        o.duration.as_secs()
+        o.duration.as_secs(),
+        (o.warmup / 2).as_secs_f64()
     );
     println!("- demo: {} (RUST_LOG={})", o.demo.display(), o.demo_log);
     println!(
