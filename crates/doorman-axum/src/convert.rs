@@ -14,9 +14,10 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 /// The body is read up to the server's
 /// [`max_body_bytes`](doorman::Config::max_body_bytes); a larger one is
 /// refused with [`AuthorizationServer::body_too_large`] (413, with
-/// `Connection: close`) without reading the rest. The URI is the request's original one, path and query,
-/// even under a nested router: the authorization endpoint sends it to the
-/// login page as the place to come back to.
+/// `Connection: close`) without reading the rest. The URI is the
+/// request's original one, path and query, even under a nested router:
+/// the authorization endpoint sends it to the login page as the place to
+/// come back to.
 ///
 /// The `Err` value is the answer to send (413, or 400 for a body that
 /// could not be read).

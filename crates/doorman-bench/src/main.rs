@@ -48,7 +48,8 @@ OPTIONS:
                          sqlite-excl: SQLite with DOORMAN_SQLITE_EXCLUSIVE=1 (the demo
                          owns its file exclusively)
     --duration SECS      measured window per measure [default: 10]
-    --warmup SECS        unmeasured warm-up per measure [default: 2]
+    --warmup SECS        unmeasured warm-up per measure; each of its 3 slices (and of the
+                         bare request's) gets half of it [default: 2]
     --connections N      concurrent keep-alive connections [default: 32]
     --threads N          load-generator threads [default: 2]
     --measures LIST      bearer,introspection,client_credentials,exchange,flow [default: all]

@@ -73,8 +73,8 @@ impl SqlStoreOptions {
     /// the first connection locks the file for this process, the WAL index
     /// lives in the process's memory instead of the `-shm` file, and
     /// transactions take no file lock at all. On the benchmark box that
-    /// made bearer checks a third faster and code exchanges 40 %
-    /// (BENCHMARKS.md). What it costs:
+    /// made bearer checks 30–60 % faster, and code exchanges up to 40 %
+    /// in most runs (BENCHMARKS.md, S8). What it costs:
     ///
     /// - No other process can use the file while the store is open: it
     ///   gets `database is locked` after its busy timeout — including a
