@@ -119,6 +119,12 @@ async fn measure<W: Work>(
     work: W,
 ) -> Row {
     let outcome = load::run(addr, shape, Arc::new(work)).await;
+    row_of(m, store.to_owned(), outcome, bare_rate)
+}
+
+/// `outcome` as a row (its note says when the codes ran out), printed to
+/// stderr.
+fn row_of(m: Measure, store: String, outcome: Outcome, bare_rate: Option<f64>) -> Row {
     let note = if outcome.exhausted {
         format!("codes ran out after {:.1} s", outcome.window.as_secs_f64())
     } else {
@@ -126,7 +132,7 @@ async fn measure<W: Work>(
     };
     let row = Row {
         measure: m,
-        store: store.to_owned(),
+        store,
         outcome: Some(outcome),
         bare_rate,
         note,
@@ -197,46 +203,30 @@ async fn paired<W: Work>(
     let (mut base, mut measured): (Option<Outcome>, Option<Outcome>) = (None, None);
     for _ in 0..ROUNDS {
         let b = load::run(bare, slice, template.clone()).await;
-        base = Some(match base {
-            Some(prev) => prev.merge(b),
-            None => b,
-        });
+        base = Some(merged(base, b));
         let d = load::run(addr, slice, work.clone()).await;
         let ran_out = d.exhausted;
-        measured = Some(match measured {
-            Some(prev) => prev.merge(d),
-            None => d,
-        });
+        measured = Some(merged(measured, d));
         if ran_out {
             break;
         }
     }
-    let bare_row = Row {
-        measure: which,
-        store: format!("({store}, with {})", m.short()),
-        outcome: base,
-        bare_rate: None,
-        note: String::new(),
+    let (Some(base), Some(measured)) = (base, measured) else {
+        return Err("no slice ran".into());
     };
-    progress(&bare_row);
+    let bare_row = row_of(which, format!("({store}, with {})", m.short()), base, None);
     let bare_rate = rate_of(bare_row.outcome.as_ref());
     rows.push(bare_row);
-    let outcome = measured.ok_or("no slice ran")?;
-    let note = if outcome.exhausted {
-        format!("codes ran out after {:.1} s", outcome.window.as_secs_f64())
-    } else {
-        String::new()
-    };
-    let row = Row {
-        measure: m,
-        store: store.to_owned(),
-        outcome: Some(outcome),
-        bare_rate,
-        note,
-    };
-    progress(&row);
-    rows.push(row);
+    rows.push(row_of(m, store.to_owned(), measured, bare_rate));
     Ok(())
+}
+
+/// `slice` added to what came before it, if anything did.
+fn merged(before: Option<Outcome>, slice: Outcome) -> Outcome {
+    match before {
+        Some(before) => before.merge(slice),
+        None => slice,
+    }
 }
 
 /// The whole benchmark; answers whether every measure was valid.

@@ -369,6 +369,37 @@ fn unix_ms() -> u128 {
         .unwrap_or(0)
 }
 
+/// This test binary, set to run only the ignored child test `name`, its
+/// output captured.
+fn child_test(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(std::process::Stdio::piped());
+    cmd
+}
+
+/// What a child test printed after [`CHILD_LINE`], trimmed; panics if it
+/// failed or reported nothing.
+fn child_report(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "child failed: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // libtest prints `test … ... ` first, on the same line.
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(CHILD_LINE))
+        .expect("child reported")
+        .1
+        .trim()
+        .to_owned()
+}
+
 /// Runs `processes` copies of this test binary, each racing `racers`
 /// `take_code(hash)` calls against `url` at the same instant; sums their outcomes.
 pub fn race_take_code_in_processes(
@@ -377,24 +408,15 @@ pub fn race_take_code_in_processes(
     processes: usize,
     racers: usize,
 ) -> Takes {
-    let exe = std::env::current_exe().expect("test binary path");
     // Far enough ahead for every child to start and connect first.
     let start = unix_ms() + 1500;
     let children: Vec<_> = (0..processes)
         .map(|_| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "common::child_take_code",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+            child_test("common::child_take_code")
                 .env(CHILD_URL, url)
                 .env(CHILD_HASH, hash.to_hex())
                 .env(CHILD_START, start.to_string())
                 .env(CHILD_RACERS, racers.to_string())
-                .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("spawn child")
         })
@@ -402,14 +424,7 @@ pub fn race_take_code_in_processes(
     let mut total = Takes::default();
     for child in children {
         let out = child.wait_with_output().expect("child output");
-        assert!(out.status.success(), "child failed: {out:?}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        // libtest prints `test … ... ` first, on the same line.
-        let line = stdout
-            .lines()
-            .find_map(|l| l.split_once(CHILD_LINE))
-            .expect("child reported")
-            .1;
+        let line = child_report(&out);
         let n: Vec<usize> = line
             .split_whitespace()
             .take(3)
@@ -461,31 +476,15 @@ const PROBE_EXCLUSIVE: &str = "DOORMAN_SQLX_PROBE_EXCLUSIVE";
 /// [`SqlStoreOptions::sqlite_exclusive`] set to `exclusive`, a 300 ms busy
 /// timeout) and read and write through it: `Ok(())`, or what it got.
 pub fn open_in_another_process(url: &str, exclusive: bool) -> Result<(), String> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new(&exe)
-        .args([
-            "--exact",
-            "common::child_open_store",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = child_test("common::child_open_store")
         .env(PROBE_URL, url)
         .env(PROBE_EXCLUSIVE, if exclusive { "1" } else { "0" })
-        .stdout(std::process::Stdio::piped())
         .output()
         .expect("run child");
-    assert!(out.status.success(), "child failed: {out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once(CHILD_LINE))
-        .expect("child reported")
-        .1
-        .trim();
-    match line {
+    let line = child_report(&out);
+    match line.as_str() {
         "ok" => Ok(()),
-        other => Err(other.to_owned()),
+        _ => Err(line),
     }
 }
 
