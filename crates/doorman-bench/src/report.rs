@@ -204,7 +204,7 @@ mod tests {
             assert!(m.target("sqlite-excl").1.is_some());
         }
         assert_eq!(
-            Measure::BareGet.target("(sqlite-excl, before bearer check)"),
+            Measure::BareGet.target("(sqlite-excl, with bearer check)"),
             (None, None)
         );
     }
