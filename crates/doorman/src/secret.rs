@@ -1,9 +1,18 @@
 //! Credentials: generation, hashing and constant-time comparison.
 //!
-//! Codes, tokens and generated client secrets are 256-bit values from the
-//! operating system's CSPRNG, written in base64url. Stores only ever see
-//! their SHA-256 [`TokenHash`]. The credential types redact themselves in
-//! `Debug`, so a stray `{:?}` cannot leak one into a log.
+//! Codes, tokens and generated client secrets carry 256 bits from a
+//! CSPRNG, written in base64url. Stores only ever see their [`TokenHash`],
+//! built from SHA-256. The credential types redact themselves in `Debug`,
+//! so a stray `{:?}` cannot leak one into a log.
+//!
+//! Codes and tokens are *located*: their first six bytes are the time of
+//! issue in milliseconds, then come the 256 random bits (51 base64url
+//! characters in all). Their [`TokenHash::of_token`] key starts with those
+//! six bytes, so a store's index receives new keys in time order: a SQL
+//! B-tree appends them to its last pages instead of writing a random page
+//! per credential, and the rows a purge or a burst of exchanges touch sit
+//! together. The time is not a secret (a token's holder learns it from
+//! `expires_in` anyway); guessing a credential is still guessing 256 bits.
 
 use std::fmt;
 
@@ -25,14 +34,65 @@ pub(crate) fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// The SHA-256 of a credential: the only form in which a store keeps it.
+/// Bytes of issue time that open a located credential.
+const LOCATOR: usize = 6;
+/// Characters of a located credential: base64url of the time's 6 bytes
+/// and 32 random bytes, unpadded.
+const LOCATED_LEN: usize = 51;
+/// Characters that encode the locator exactly (8 × 6 bits = 6 bytes).
+const LOCATOR_CHARS: usize = 8;
+
+/// A located credential: 6 bytes of the time of issue (milliseconds since
+/// 1970, big-endian) and 256 random bits, in base64url (51 characters).
+pub(crate) fn located_token() -> String {
+    let mut b = [0u8; LOCATOR + 32];
+    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    b[..LOCATOR].copy_from_slice(&millis.to_be_bytes()[8 - LOCATOR..]);
+    random_bytes(&mut b[LOCATOR..]);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The locator of a credential in the located form, if it has that form.
+fn locator(credential: &str) -> Option<[u8; LOCATOR]> {
+    let bytes = credential.as_bytes();
+    if bytes.len() != LOCATED_LEN {
+        return None;
+    }
+    let mut out = [0u8; LOCATOR];
+    match URL_SAFE_NO_PAD.decode_slice(&bytes[..LOCATOR_CHARS], &mut out) {
+        Ok(LOCATOR) => Some(out),
+        _ => None,
+    }
+}
+
+/// The key under which a store keeps a credential: never the credential
+/// itself. For client secrets (and anything a host hashes with
+/// [`TokenHash::of`]) it is the SHA-256; for codes and tokens it is
+/// [`TokenHash::of_token`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenHash(pub [u8; 32]);
 
 impl TokenHash {
-    /// Hashes a presented credential.
+    /// The SHA-256 of a credential: the key of a client secret.
     pub fn of(credential: &str) -> Self {
         Self(Sha256::digest(credential.as_bytes()).into())
+    }
+
+    /// The key of an authorization code, access or refresh token. For a
+    /// located credential (the form doorman issues, see the module docs)
+    /// it is the 6-byte locator followed by the first 26 bytes of the
+    /// credential's SHA-256, so keys sort by time of issue; for anything
+    /// else (a 43-character token from before the located form, a
+    /// malformed value) it is the plain SHA-256, as [`TokenHash::of`].
+    /// A presented value maps to exactly one key either way, and 208 bits
+    /// of hash still have to match.
+    pub fn of_token(credential: &str) -> Self {
+        let mut key = Self::of(credential);
+        if let Some(at) = locator(credential) {
+            key.0.copy_within(..32 - LOCATOR, LOCATOR);
+            key.0[..LOCATOR].copy_from_slice(&at);
+        }
+        key
     }
 
     /// Constant-time equality, for comparing a presented credential's hash
@@ -80,13 +140,14 @@ fn hex_val(c: u8) -> Option<u8> {
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A prefix is enough to tell hashes apart in a log.
-        write!(f, "TokenHash({}…)", &self.to_hex()[..8])
+        // A few bytes are enough to tell keys apart in a log; the last
+        // ones, because a located key opens with its (shared) issue time.
+        write!(f, "TokenHash(…{})", &self.to_hex()[56..])
     }
 }
 
 macro_rules! credential {
-    ($(#[$doc:meta])* $name:ident, $label:literal) => {
+    ($(#[$doc:meta])* $name:ident, $label:literal, $hash:path) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq)]
         pub struct $name(String);
@@ -102,9 +163,9 @@ macro_rules! credential {
                 &self.0
             }
 
-            /// The SHA-256 under which a store keeps it.
+            /// The key under which a store keeps it.
             pub fn hash(&self) -> TokenHash {
-                TokenHash::of(&self.0)
+                $hash(&self.0)
             }
         }
 
@@ -119,42 +180,46 @@ macro_rules! credential {
 credential!(
     /// An authorization code (RFC 6749 §4.1.2).
     AuthorizationCode,
-    "AuthorizationCode"
+    "AuthorizationCode",
+    TokenHash::of_token
 );
 credential!(
     /// A bearer access token (RFC 6750).
     AccessToken,
-    "AccessToken"
+    "AccessToken",
+    TokenHash::of_token
 );
 credential!(
     /// A refresh token (RFC 6749 §6).
     RefreshToken,
-    "RefreshToken"
+    "RefreshToken",
+    TokenHash::of_token
 );
 credential!(
     /// A client secret (RFC 6749 §2.3.1).
     ClientSecret,
-    "ClientSecret"
+    "ClientSecret",
+    TokenHash::of
 );
 
 impl AuthorizationCode {
-    /// A fresh 256-bit code.
+    /// A fresh located code with 256 random bits.
     pub fn generate() -> Self {
-        Self(random_token())
+        Self(located_token())
     }
 }
 
 impl AccessToken {
-    /// A fresh 256-bit token.
+    /// A fresh located token with 256 random bits.
     pub fn generate() -> Self {
-        Self(random_token())
+        Self(located_token())
     }
 }
 
 impl RefreshToken {
-    /// A fresh 256-bit token.
+    /// A fresh located token with 256 random bits.
     pub fn generate() -> Self {
-        Self(random_token())
+        Self(located_token())
     }
 }
 
@@ -174,11 +239,23 @@ pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn millis_now() -> u64 {
+        u64::try_from(chrono::Utc::now().timestamp_millis()).expect("after 1970")
+    }
+
+    fn millis_of(locator: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        b[8 - LOCATOR..].copy_from_slice(&locator[..LOCATOR]);
+        u64::from_be_bytes(b)
+    }
+
     #[test]
-    fn generated_tokens_are_256_bit_base64url_and_distinct() {
+    fn generated_tokens_are_located_256_bit_base64url_and_distinct() {
+        let before = millis_now();
         let a = AccessToken::generate();
         let b = AccessToken::generate();
-        assert_eq!(a.secret().len(), 43);
+        let after = millis_now();
+        assert_eq!(a.secret().len(), LOCATED_LEN);
         assert_ne!(a, b);
         assert!(
             a.secret()
@@ -186,7 +263,72 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
         let raw = URL_SAFE_NO_PAD.decode(a.secret()).expect("base64url");
-        assert_eq!(raw.len(), 32);
+        assert_eq!(raw.len(), LOCATOR + 32);
+        let issued = millis_of(&raw);
+        assert!(
+            (before..=after).contains(&issued),
+            "the locator is the issue time"
+        );
+        // The 256 bits after the locator are random: two tokens of the
+        // same millisecond still differ there.
+        let raw_b = URL_SAFE_NO_PAD.decode(b.secret()).expect("base64url");
+        assert_ne!(raw[LOCATOR..], raw_b[LOCATOR..]);
+        for c in [
+            AuthorizationCode::generate().secret().len(),
+            RefreshToken::generate().secret().len(),
+        ] {
+            assert_eq!(c, LOCATED_LEN);
+        }
+    }
+
+    #[test]
+    fn a_located_key_is_the_locator_then_the_hash() {
+        let t = AccessToken::generate();
+        let key = t.hash();
+        let raw = URL_SAFE_NO_PAD.decode(t.secret()).expect("base64url");
+        assert_eq!(key.0[..LOCATOR], raw[..LOCATOR]);
+        let digest = TokenHash::of(t.secret());
+        assert_eq!(key.0[LOCATOR..], digest.0[..32 - LOCATOR]);
+        assert_eq!(key, TokenHash::of_token(t.secret()));
+        // The same random part under another locator is another key, and
+        // so is the same locator with another random part.
+        let mut other = raw.clone();
+        other[0] ^= 1;
+        assert_ne!(TokenHash::of_token(&URL_SAFE_NO_PAD.encode(&other)), key);
+        let mut other = raw;
+        other[LOCATOR + 5] ^= 1;
+        assert_ne!(TokenHash::of_token(&URL_SAFE_NO_PAD.encode(&other)), key);
+    }
+
+    #[test]
+    fn located_keys_sort_by_time_of_issue() {
+        let first = AuthorizationCode::generate().hash();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let later: Vec<TokenHash> = (0..50).map(|_| AccessToken::generate().hash()).collect();
+        assert!(later.iter().all(|k| *k > first));
+        assert!(
+            later
+                .windows(2)
+                .all(|w| w[0].0[..LOCATOR] <= w[1].0[..LOCATOR])
+        );
+    }
+
+    #[test]
+    fn anything_not_located_is_keyed_by_its_plain_sha256() {
+        // A 43-character token from before the located form keeps its key,
+        // so tokens stored then are still found.
+        let legacy = random_token();
+        assert_eq!(TokenHash::of_token(&legacy), TokenHash::of(&legacy));
+        // 51 characters whose first 8 are not base64url: not located.
+        let odd = format!("!!!!!!!!{}", &AccessToken::generate().secret()[8..]);
+        assert_eq!(TokenHash::of_token(&odd), TokenHash::of(&odd));
+        let wide = format!("{}a", "é".repeat(25)); // 51 bytes, not base64url
+        for s in ["", "x", wide.as_str()] {
+            assert_eq!(TokenHash::of_token(s), TokenHash::of(s));
+        }
+        // Client secrets are always keyed by their SHA-256.
+        let s = ClientSecret::generate();
+        assert_eq!(s.hash(), TokenHash::of(s.secret()));
     }
 
     #[test]
@@ -196,7 +338,9 @@ mod tests {
         assert!(!shown.contains(&s.secret()[8..]));
         assert_eq!(shown, "ClientSecret(<redacted>)");
         let h = s.hash();
-        assert!(!format!("{h:?}").contains(&h.to_hex()[8..]));
+        let shown = format!("{h:?}");
+        assert_eq!(shown, format!("TokenHash(…{})", &h.to_hex()[56..]));
+        assert!(!shown.contains(&h.to_hex()[..56]));
     }
 
     #[test]

@@ -235,7 +235,11 @@ async fn consent_page_then_approve_issues_code_with_state_and_iss() {
     fields.push(("decision".into(), "approve".into()));
     let loc = location(&h.post_consent(&fields, "alice").await);
     assert!(loc.starts_with(&format!("{REDIRECT}?code=")));
-    assert_eq!(query_param(&loc, "code").unwrap().len(), 43, "256-bit code");
+    assert_eq!(
+        query_param(&loc, "code").unwrap().len(),
+        51,
+        "located 256-bit code"
+    );
     assert_eq!(query_param(&loc, "state").as_deref(), Some("st4te"));
     assert_eq!(query_param(&loc, "iss").as_deref(), Some(ISSUER));
 }

@@ -86,6 +86,87 @@ async fn bearer_errors_follow_rfc_6750() {
     );
 }
 
+/// Replaces the character at `i` with another base64url character.
+fn flip(token: &str, i: usize) -> String {
+    let mut b = token.as_bytes().to_vec();
+    b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(b).unwrap()
+}
+
+/// Codes and tokens open with their issue time (the store's key sorts by
+/// it), which anyone holding one can read. Knowing a real token's time,
+/// or keeping it while guessing the rest, must buy an attacker nothing:
+/// every character still counts, for bearer tokens, refresh tokens and
+/// codes alike.
+#[tokio::test]
+async fn a_real_locator_does_not_make_a_forged_credential_valid() {
+    let h = harness();
+    let app = h.app(false).await;
+    let t = user_tokens(&h, &app, "profile").await;
+    let at = t["access_token"].as_str().unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    // The locator (first 8 characters) kept, one character after it
+    // changed; then the locator changed and the rest kept.
+    for forged in [flip(at, 8), flip(at, 50), flip(at, 0), flip(at, 7)] {
+        let res = h.get_bearer("/api/oauth2/userinfo", &forged).await;
+        assert_eq!(res.status(), 401, "forged access token");
+        assert_eq!(err_code(&res), "invalid_token");
+    }
+    for forged in [flip(rt, 8), flip(rt, 3)] {
+        let res = h
+            .token(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &forged),
+                ("client_id", &app.id),
+                ("client_secret", app.secret.as_deref().unwrap()),
+            ])
+            .await;
+        assert_eq!(res.status(), 400, "forged refresh token");
+        assert_eq!(err_code(&res), "invalid_grant");
+    }
+    let code = h.code(&app, "profile", None).await;
+    for forged in [flip(&code, 20), flip(&code, 1)] {
+        let res = h.exchange(&app, &forged, None).await;
+        assert_eq!(res.status(), 400, "forged code");
+        assert_eq!(err_code(&res), "invalid_grant");
+    }
+    // The real ones were not disturbed by the attempts.
+    assert_eq!(h.get_bearer("/api/oauth2/userinfo", at).await.status(), 200);
+    assert_eq!(h.exchange(&app, &code, None).await.status(), 200);
+}
+
+/// A token stored before the located form (43 characters, keyed by its
+/// plain SHA-256) is still found: upgrading doorman does not log anyone out.
+#[tokio::test]
+async fn a_token_from_before_the_located_form_still_validates() {
+    let h = harness();
+    let app = h.app(false).await;
+    let t = user_tokens(&h, &app, "profile").await;
+    let at = t["access_token"].as_str().unwrap();
+    let record = h
+        .store
+        .token(&TokenHash::of_token(at))
+        .await
+        .unwrap()
+        .unwrap();
+    let legacy = "Jq3bVv0c8kS2YgO1n-5xWm7Tz_HhQ4rLpE9aCdUuK6w";
+    assert_eq!(legacy.len(), 43);
+    let grant = GrantRecord {
+        id: GrantId::generate(),
+        client_id: app.id.clone(),
+        user_id: Some(UserId::new("alice")),
+        scope: record.scope.clone(),
+        created_at: record.issued_at,
+    };
+    let mut old = record;
+    old.hash = TokenHash::of(legacy);
+    old.grant_id = grant.id.clone();
+    assert!(h.store.create_grant(&grant, &[old]).await.unwrap());
+    let res = h.get_bearer("/api/oauth2/userinfo", legacy).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(&res)["sub"], "alice");
+}
+
 #[tokio::test]
 async fn insufficient_scope_is_403_naming_the_scope() {
     let h = harness();
@@ -675,7 +756,7 @@ async fn wire_profile_changes_the_envelope_not_the_rules() {
     let v = json(&h.exchange(&app, &code, None).await);
     assert_eq!(v["ec"], 200);
     assert_eq!(v["data"]["user_id"], "alice");
-    assert_eq!(v["data"]["access_token"].as_str().unwrap().len(), 43);
+    assert_eq!(v["data"]["access_token"].as_str().unwrap().len(), 51);
     let v = json(&h.exchange(&app, &code, None).await);
     assert_eq!(v, json!({"ec": 400, "em": "invalid_grant", "data": {}}));
 }

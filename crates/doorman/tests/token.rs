@@ -31,8 +31,8 @@ async fn code_exchange_issues_bearer_tokens_with_no_store() {
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], 3600);
     assert_eq!(v["scope"], "balance profile");
-    assert_eq!(v["access_token"].as_str().unwrap().len(), 43);
-    assert_eq!(v["refresh_token"].as_str().unwrap().len(), 43);
+    assert_eq!(v["access_token"].as_str().unwrap().len(), 51);
+    assert_eq!(v["refresh_token"].as_str().unwrap().len(), 51);
     let info = json(
         &h.get_bearer("/api/oauth2/userinfo", v["access_token"].as_str().unwrap())
             .await,

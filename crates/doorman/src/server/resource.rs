@@ -87,7 +87,7 @@ impl AuthorizationServer {
         token: &str,
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
-        let hash = TokenHash::of(token);
+        let hash = TokenHash::of_token(token);
         let record = match self.inner.store.token(&hash).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(BearerError::invalid("the access token is invalid")),

@@ -101,7 +101,7 @@ impl AuthorizationServer {
                 Ok((grant, records))
             })
         };
-        let hash = crate::TokenHash::of(code);
+        let hash = crate::TokenHash::of_token(code);
         match self.inner.store.redeem_code(&hash, now, issue).await? {
             // `None`: a store answered Issued without calling `issue`.
             Redemption::Issued => minted
@@ -130,7 +130,7 @@ impl AuthorizationServer {
     async fn refresh(&self, client: &Client, params: &Params) -> Result<IssuedTokens, OAuthError> {
         require_grant(client, GrantType::RefreshToken)?;
         let presented = params.require("refresh_token")?;
-        let hash = crate::TokenHash::of(presented);
+        let hash = crate::TokenHash::of_token(presented);
         let now = self.inner.clock.now();
         let invalid =
             || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
@@ -303,9 +303,9 @@ impl AuthorizationServer {
             TokenKind::Access => self.config().access_ttl,
             TokenKind::Refresh => self.config().refresh_ttl,
         };
-        let token = crate::secret::random_token();
+        let token = crate::secret::located_token();
         let record = TokenRecord {
-            hash: crate::TokenHash::of(&token),
+            hash: crate::TokenHash::of_token(&token),
             kind,
             grant_id: grant.clone(),
             client_id: client.client_id.clone(),

@@ -47,7 +47,7 @@ impl AuthorizationServer {
         client: &Client,
     ) -> Result<Option<TokenRecord>, OAuthError> {
         let token = params.require("token")?;
-        let hash = TokenHash::of(token);
+        let hash = TokenHash::of_token(token);
         Ok(self
             .inner
             .store

@@ -322,11 +322,15 @@ pub async fn check_no_plaintext_given(store: Arc<dyn Store>) -> Vec<String> {
             );
         }
     }
-    // The client secret and the code reached the store as their SHA-256.
-    for p in &plaintexts[..2] {
+    // The client secret and the code reached the store as their keys.
+    let keys = [
+        TokenHash::of(&plaintexts[0]),
+        TokenHash::of_token(&plaintexts[1]),
+    ];
+    for key in keys {
         assert!(
-            seen.contains(&TokenHash::of(p).to_hex()),
-            "credentials must reach the store as SHA-256 hashes"
+            seen.contains(&key.to_hex()),
+            "credentials must reach the store as their TokenHash keys"
         );
     }
     plaintexts
