@@ -151,7 +151,7 @@ impl Client {
 /// An issued authorization code, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeRecord {
-    /// SHA-256 of the code.
+    /// The code's key, [`TokenHash::of_token`](crate::TokenHash::of_token).
     pub hash: TokenHash,
     /// The grant its tokens will belong to; replay revokes it.
     pub grant_id: GrantId,
@@ -222,7 +222,7 @@ impl TokenKind {
 /// An issued token, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
-    /// SHA-256 of the token.
+    /// The token's key, [`TokenHash::of_token`](crate::TokenHash::of_token).
     pub hash: TokenHash,
     /// Access or refresh.
     pub kind: TokenKind,

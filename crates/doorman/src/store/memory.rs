@@ -143,8 +143,9 @@ impl<T> Shards<T> {
     }
 }
 
-/// The shard of a credential hash. SHA-256 output is uniform, so one byte
-/// will do; it is the last byte because [`KeyHasher`] leans on the first.
+/// The shard of a credential key. Its last byte is SHA-256 output in
+/// either form of key (a located key opens with its issue time), uniform,
+/// so one byte will do.
 fn hash_shard(h: &TokenHash) -> usize {
     usize::from(h.0[31]) % SHARDS
 }
@@ -213,9 +214,10 @@ impl TokenLocks<'_> {
     }
 }
 
-/// Hashes [`TokenHash`] keys by folding their bytes: they are SHA-256
-/// outputs of server-generated secrets, already uniform, so SipHash's
-/// flood resistance buys nothing on the bearer-validation path.
+/// Hashes [`TokenHash`] keys by folding their bytes: at least their last
+/// 26 bytes are SHA-256 output of server-generated secrets, already
+/// uniform, so SipHash's flood resistance buys nothing on the
+/// bearer-validation path.
 #[derive(Clone, Copy, Default)]
 struct HashKeyed;
 
