@@ -29,25 +29,20 @@ impl Params {
         Self { pairs }
     }
 
-    /// Parses `application/x-www-form-urlencoded` bytes.
+    /// Parses `application/x-www-form-urlencoded` bytes (the WHATWG URL
+    /// standard's parser: `&`-separated, empty pieces skipped, a name
+    /// without `=` has an empty value, `+` is a space, `%XX` a byte, a `%`
+    /// without two hex digits itself; bytes that are not UTF-8 become
+    /// U+FFFD). Never fails; the `Result` is kept for other encodings.
     pub fn from_form(body: &[u8]) -> Result<Self, OAuthError> {
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-            .map(Self::from_pairs)
-            .map_err(|_| OAuthError::invalid_request("the body is not valid form-urlencoded UTF-8"))
+        Ok(Self::from_pairs(parse_urlencoded(body)))
     }
 
-    /// Parses a query string (without the `?`).
+    /// Parses a query string (without the `?`), as [`Params::from_form`].
     pub fn from_query(query: Option<&str>) -> Result<Self, OAuthError> {
-        match query {
-            None => Ok(Self::default()),
-            Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .map(Self::from_pairs)
-                .map_err(|_| {
-                    OAuthError::invalid_request(
-                        "the query string is not valid form-urlencoded UTF-8",
-                    )
-                }),
-        }
+        Ok(query.map_or_else(Self::default, |q| {
+            Self::from_form(q.as_bytes()).unwrap_or_default()
+        }))
     }
 
     /// Parses a JSON object whose values are strings (numbers and booleans
@@ -119,6 +114,62 @@ impl Params {
     }
 }
 
+/// The pairs of a form-urlencoded string, in order. Written out rather
+/// than through `serde_urlencoded`, which this replaces on every token,
+/// introspection and authorize request: a value without escapes is copied
+/// once into its `String`, with no deserializer in between.
+fn parse_urlencoded(input: &[u8]) -> Vec<(String, String)> {
+    let mut pairs = Vec::with_capacity(input.iter().filter(|&&b| b == b'&').count() + 1);
+    for piece in input.split(|&b| b == b'&') {
+        if piece.is_empty() {
+            continue;
+        }
+        let (name, value) = match piece.iter().position(|&b| b == b'=') {
+            Some(at) => (&piece[..at], &piece[at + 1..]),
+            None => (piece, &[][..]),
+        };
+        pairs.push((decode(name), decode(value)));
+    }
+    pairs
+}
+
+/// One form-urlencoded name or value: `+` → space, `%XX` → byte, then
+/// UTF-8 with invalid sequences replaced (as browsers do).
+fn decode(raw: &[u8]) -> String {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match (raw.get(i + 1).and_then(hex), raw.get(i + 2).and_then(hex)) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi << 4) | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// A parameter name safe to echo in a description: at most 40 printable
 /// ASCII characters.
 fn printable(name: &str) -> String {
@@ -172,6 +223,34 @@ mod tests {
     }
 
     #[test]
+    fn form_escapes_and_odd_pieces() {
+        let p = Params::from_form(
+            b"&&a&=v&r=https%3A%2F%2Fx.test%2Fcb&bad=%zz%4&u=%E4%BD%A0&x=%FF&e==",
+        )
+        .expect("valid");
+        let pairs: Vec<(&str, &str)> = p
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", ""),
+                ("", "v"),
+                ("r", "https://x.test/cb"),
+                ("bad", "%zz%4"),
+                ("u", "你"),
+                ("x", "\u{fffd}"),
+                ("e", "="),
+            ]
+        );
+        assert_eq!(Params::from_query(None).expect("none").pairs(), &[]);
+        let q = Params::from_query(Some("state=a+b%2Bc")).expect("valid");
+        assert_eq!(q.get("state"), Some("a b+c"));
+    }
+
+    #[test]
     fn json_repeated_keys_are_detected() {
         let p = Params::from_json(br#"{"grant_type":"x","grant_type":"y","n":5,"t":true}"#)
             .expect("valid");
@@ -196,6 +275,24 @@ mod tests {
             if let Ok(s) = std::str::from_utf8(&bytes) {
                 let _ = Params::from_query(Some(s));
             }
+        }
+
+        /// The hand-written parser reads every input exactly as
+        /// `serde_urlencoded` (the WHATWG parser it replaced) did.
+        #[test]
+        fn form_parser_agrees_with_serde_urlencoded(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'&'), Just(b'='), Just(b'+'), Just(b'%'), Just(b'a'),
+                    Just(b'F'), Just(b'0'), Just(b'7'), any::<u8>()
+                ],
+                0..64,
+            )
+        ) {
+            let ours = Params::from_form(&bytes).expect("never fails");
+            let theirs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).expect("never fails");
+            prop_assert_eq!(ours.pairs(), &theirs[..]);
         }
 
         #[test]
