@@ -69,6 +69,12 @@ fn locator(credential: &str) -> Option<[u8; LOCATOR]> {
 /// itself. For client secrets (and anything a host hashes with
 /// [`TokenHash::of`]) it is the SHA-256; for codes and tokens it is
 /// [`TokenHash::of_token`].
+///
+/// For a store: a code's or token's key opens with 6 bytes of its issue
+/// time, so keys sort by time (good for a B-tree) but their first bytes
+/// are not uniform. A store that picks a shard or a hash bucket from a
+/// key's bytes should use its last bytes, which are SHA-256 output in
+/// either form.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenHash(pub [u8; 32]);
 
