@@ -7,6 +7,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::error::OAuthError;
+use crate::secret::hex_val;
 
 /// The name/value pairs of one request, in order, repeats kept.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -119,7 +120,10 @@ impl Params {
 /// introspection and authorize request: a value without escapes is copied
 /// once into its `String`, with no deserializer in between.
 fn parse_urlencoded(input: &[u8]) -> Vec<(String, String)> {
-    let mut pairs = Vec::with_capacity(input.iter().filter(|&&b| b == b'&').count() + 1);
+    // Room for the pieces counted, but not more than a real request has:
+    // a body of ampersands must not reserve a pair for each of them.
+    let pieces = input.iter().filter(|&&b| b == b'&').count() + 1;
+    let mut pairs = Vec::with_capacity(pieces.min(16));
     for piece in input.split(|&b| b == b'&') {
         if piece.is_empty() {
             continue;
@@ -144,7 +148,10 @@ fn decode(raw: &[u8]) -> String {
     while let Some(&b) = raw.get(i) {
         match b {
             b'+' => out.push(b' '),
-            b'%' => match (raw.get(i + 1).and_then(hex), raw.get(i + 2).and_then(hex)) {
+            b'%' => match (
+                raw.get(i + 1).and_then(|&c| hex_val(c)),
+                raw.get(i + 2).and_then(|&c| hex_val(c)),
+            ) {
                 (Some(hi), Some(lo)) => {
                     out.push((hi << 4) | lo);
                     i += 2;
@@ -158,15 +165,6 @@ fn decode(raw: &[u8]) -> String {
     match String::from_utf8(out) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
-}
-
-fn hex(b: &u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -248,6 +246,17 @@ mod tests {
         assert_eq!(Params::from_query(None).expect("none").pairs(), &[]);
         let q = Params::from_query(Some("state=a+b%2Bc")).expect("valid");
         assert_eq!(q.get("state"), Some("a b+c"));
+    }
+
+    #[test]
+    fn a_body_of_ampersands_reserves_no_pairs() {
+        let p = Params::from_form(&[b'&'; 100_000]).expect("valid");
+        assert!(p.pairs().is_empty());
+        assert!(
+            p.pairs.capacity() <= 16,
+            "{} pairs reserved",
+            p.pairs.capacity()
+        );
     }
 
     #[test]
