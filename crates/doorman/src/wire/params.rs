@@ -34,7 +34,8 @@ impl Params {
     /// standard's parser: `&`-separated, empty pieces skipped, a name
     /// without `=` has an empty value, `+` is a space, `%XX` a byte, a `%`
     /// without two hex digits itself; bytes that are not UTF-8 become
-    /// U+FFFD). Never fails; the `Result` is kept for other encodings.
+    /// U+FFFD). Never fails today; the `Result` stays so that callers do
+    /// not change if a stricter reading ever refuses input.
     pub fn from_form(body: &[u8]) -> Result<Self, OAuthError> {
         Ok(Self::from_pairs(parse_urlencoded(body)))
     }
