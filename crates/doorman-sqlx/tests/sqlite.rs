@@ -1035,6 +1035,12 @@ async fn host_reads_and_a_closed_store() {
             .map(|c| c.name),
         Some(app.name.clone())
     );
+    // No memory map on the reading connections: with writes going on,
+    // SQLite unmaps a connection's whole mapping at every read that sees
+    // a new commit (see `pragmas` in native.rs).
+    let mmap =
+        store.sqlite_read(|conn| conn.query_row("PRAGMA mmap_size", [], |r| r.get::<_, i64>(0)));
+    assert_eq!(mmap.transpose().expect("pragma"), Some(0));
     let memory = SqlStore::connect("sqlite::memory:").await.expect("memory");
     assert!(memory.sqlite_read(|_| Ok(())).is_none());
 
