@@ -62,6 +62,13 @@ impl Scopes {
         Self(v)
     }
 
+    /// A set from tokens that are already sorted and deduplicated (as a
+    /// set's own [`Scopes::iter`] gives them), kept as they are.
+    pub(crate) fn from_sorted(tokens: Vec<String>) -> Self {
+        debug_assert!(tokens.windows(2).all(|w| w[0] < w[1]));
+        Self(tokens)
+    }
+
     /// Whether the set holds `scope`.
     pub fn contains(&self, scope: &str) -> bool {
         self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
