@@ -53,7 +53,7 @@ OPTIONS:
     --connections N      concurrent keep-alive connections [default: 32]
     --threads N          load-generator threads [default: 2]
     --measures LIST      bearer,introspection,client_credentials,exchange,flow [default: all]
-    --max-codes N        most codes minted for the exchange measure [default: 400000]
+    --max-codes N        most codes minted for the exchange measure [default: 1000000]
     --demo-log FILTER    RUST_LOG of the demo [default: info, the demo's own default]
     --store NAME         soak: memory, sqlite, sqlite-excl or postgres [default: sqlite]
     --soak-secs SECS     soak: how long to load [default: 150]
@@ -166,7 +166,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         connections: 32,
         threads: 2,
         measures: MEASURES.iter().map(|m| (*m).to_owned()).collect(),
-        max_codes: 400_000,
+        max_codes: 1_000_000,
         demo_log: "info".into(),
         soak_store: StoreKind::Sqlite,
         soak_secs: 150,

@@ -342,7 +342,8 @@ async fn store_block(
         // the pair) old when it is sent. Minting is capped so that this
         // stays a margin under the demo's code lifetime: 600 - 26 - 60 =
         // 514 s at the default shape, where minting takes seconds to tens
-        // of seconds (400 000 codes on SQLite: about 40 s).
+        // of seconds (1 000 000 codes on the memory store: about 12 s; on
+        // SQLite, at most 1.4 × 13 s of its client-credentials rate).
         let bare_get = bare_before(bare, shape, name, Measure::Authorize, rows).await?;
         let pair = shape.warmup / 2 * ROUNDS * 2 + shape.duration * 2;
         let mint_cap = DEMO_CODE_TTL
