@@ -209,10 +209,10 @@ impl TokenLocks<'_> {
         self.map(h).is_some_and(|m| m.remove(h).is_some())
     }
 
-    fn insert(&mut self, t: &TokenRecord) -> bool {
-        match self.map(&t.hash) {
+    fn insert(&mut self, h: TokenHash, t: StoredToken) -> bool {
+        match self.map(&h) {
             Some(m) => {
-                m.insert(t.hash, StoredToken::encode(t));
+                m.insert(h, t);
                 true
             }
             None => false,
@@ -412,6 +412,14 @@ impl StoredToken {
     }
 }
 
+/// Tokens as the map keeps them.
+fn pack_tokens(tokens: &[TokenRecord]) -> Vec<(TokenHash, StoredToken)> {
+    tokens
+        .iter()
+        .map(|t| (t.hash, StoredToken::encode(t)))
+        .collect()
+}
+
 /// `head`'s fields, then one per token of `scope`, separated by [`SEP`],
 /// in one allocation of exactly their size.
 fn pack(head: &[&str], scope: &Scopes) -> Box<[u8]> {
@@ -606,6 +614,8 @@ impl MemoryStore {
                 "a token names another grant than the one created",
             ));
         }
+        // Packed before any lock is taken, not under it.
+        let packed = pack_tokens(tokens);
         let hashes: Vec<TokenHash> = tokens.iter().map(|t| t.hash).collect();
         let mut users = grant
             .user_id
@@ -619,8 +629,8 @@ impl MemoryStore {
         if has_duplicates(&hashes) || hashes.iter().any(|h| locks.contains(h)) {
             return Err(StoreError::Conflict("a token with this hash exists"));
         }
-        for t in tokens {
-            locks.insert(t);
+        for (h, t) in packed {
+            locks.insert(h, t);
         }
         drop(locks);
         if let (Some(users), Some(user)) = (&mut users, &grant.user_id) {
@@ -681,6 +691,8 @@ impl MemoryStore {
         access_valid_until: DateTime<Utc>,
         new_tokens: &[TokenRecord],
     ) -> Result<Rotation, StoreError> {
+        // Packed before any lock is taken, not under it.
+        let packed = pack_tokens(new_tokens);
         // Learn the grant, then lock grant → tokens in the global order and
         // look again: the token may have been rotated or revoked meanwhile.
         let grant_id = match self.tokens.read(hash_shard(old)).get(old) {
@@ -750,8 +762,8 @@ impl MemoryStore {
             }
             true
         });
-        for t in new_tokens {
-            locks.insert(t);
+        for (h, t) in packed {
+            locks.insert(h, t);
         }
         owned.extend(new_hashes);
         Ok(Rotation::Rotated)
@@ -1192,8 +1204,8 @@ impl GrantStore for MemoryStore {
         grant: &GrantRecord,
         tokens: &[TokenRecord],
     ) -> Result<bool, StoreError> {
-        // Cloned before any lock is taken, not under it (the tokens are
-        // packed from the slice).
+        // Cloned before any lock is taken, not under it; the tokens are
+        // packed from the slice before the locks too.
         self.create_grant_sync(grant.clone(), tokens)
     }
 
