@@ -111,6 +111,10 @@ async fn a_real_locator_does_not_make_a_forged_credential_valid() {
         let res = h.get_bearer("/api/oauth2/userinfo", &forged).await;
         assert_eq!(res.status(), 401, "forged access token");
         assert_eq!(err_code(&res), "invalid_token");
+        let res = h
+            .post_client("/api/oauth2/introspect", &app, &[("token", &forged)])
+            .await;
+        assert_eq!(json(&res), json!({"active": false}), "forged, introspected");
     }
     for forged in [flip(rt, 8), flip(rt, 3)] {
         let res = h
@@ -132,6 +136,10 @@ async fn a_real_locator_does_not_make_a_forged_credential_valid() {
     }
     // The real ones were not disturbed by the attempts.
     assert_eq!(h.get_bearer("/api/oauth2/userinfo", at).await.status(), 200);
+    let res = h
+        .post_client("/api/oauth2/introspect", &app, &[("token", at)])
+        .await;
+    assert_eq!(json(&res)["active"], true);
     assert_eq!(h.exchange(&app, &code, None).await.status(), 200);
 }
 
