@@ -179,6 +179,23 @@ async fn bare_before(
 /// turns this many times.
 const ROUNDS: u32 = 3;
 
+/// One slice of a [`paired`] measure: half the warm-up, a third of the
+/// window.
+fn slice_of(shape: Shape) -> Shape {
+    Shape {
+        connections: shape.connections,
+        warmup: shape.warmup / 2,
+        duration: shape.duration / ROUNDS,
+    }
+}
+
+/// How long one side of a [`paired`] measure loads its server: the
+/// warm-ups and windows of its slices.
+fn one_side(shape: Shape) -> Duration {
+    let slice = slice_of(shape);
+    (slice.warmup + slice.duration) * ROUNDS
+}
+
 /// Measures `m` on the demo at `addr` (its `work`) and its bare request
 /// on `bare` in turns: [`ROUNDS`] slices each (half the warm-up, a third
 /// of the window), bare first, so that drift of the box over the pair
@@ -194,11 +211,7 @@ async fn paired<W: Work>(
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     let (which, template) = bare_of(store, m)?;
-    let slice = Shape {
-        connections: shape.connections,
-        warmup: shape.warmup / 2,
-        duration: shape.duration / ROUNDS,
-    };
+    let slice = slice_of(shape);
     let (template, work) = (Arc::new(Fixed(template)), Arc::new(work));
     let (mut base, mut measured): (Option<Outcome>, Option<Outcome>) = (None, None);
     for _ in 0..ROUNDS {
@@ -332,7 +345,7 @@ async fn store_block(
         // Enough codes for the exchange's warm-up and window at a little over
         // the client-credentials rate (the two do similar store work); the
         // most allowed when that rate was not measured.
-        let budget = (shape.warmup / 2 * ROUNDS + shape.duration).as_secs_f64();
+        let budget = one_side(shape).as_secs_f64();
         let wanted = cc_rate.map_or(o.max_codes as f64, |rate| rate * 1.4 * budget);
         let n = (wanted.ceil() as usize).clamp(1000, o.max_codes);
 
@@ -345,7 +358,7 @@ async fn store_block(
         // of seconds (1 000 000 codes on the memory store: about 12 s; on
         // SQLite, at most 1.4 × 13 s of its client-credentials rate).
         let bare_get = bare_before(bare, shape, name, Measure::Authorize, rows).await?;
-        let pair = shape.warmup / 2 * ROUNDS * 2 + shape.duration * 2;
+        let pair = one_side(shape) * 2;
         let mint_cap = DEMO_CODE_TTL
             .saturating_sub(pair + CODE_TTL_MARGIN)
             .max(Duration::from_secs(60));
