@@ -309,11 +309,11 @@ impl StoredCode {
     }
 
     fn grant_bytes(&self) -> &[u8] {
-        self.fields().next().unwrap_or_default()
+        grant_field(&self.text)
     }
 
     fn grant_id(&self) -> Result<GrantId, StoreError> {
-        Ok(GrantId(text(self.grant_bytes())?.to_owned()))
+        grant_id_of(&self.text)
     }
 
     fn client_is(&self, client_id: &str) -> bool {
@@ -327,7 +327,7 @@ impl StoredCode {
 
     fn decode(&self, hash: TokenHash) -> Result<CodeRecord, StoreError> {
         let mut f = self.fields();
-        let mut next = || text(f.next().ok_or_else(corrupt)?).map(str::to_owned);
+        let mut next = || next_owned(&mut f);
         let grant_id = GrantId(next()?);
         let client_id = next()?;
         let user_id = UserId(next()?);
@@ -376,16 +376,12 @@ impl StoredToken {
         }
     }
 
-    fn grant_bytes(&self) -> &[u8] {
-        fields(&self.text).next().unwrap_or_default()
-    }
-
     fn grant_is(&self, id: &GrantId) -> bool {
-        self.grant_bytes() == id.as_str().as_bytes()
+        grant_field(&self.text) == id.as_str().as_bytes()
     }
 
     fn grant_id(&self) -> Result<GrantId, StoreError> {
-        Ok(GrantId(text(self.grant_bytes())?.to_owned()))
+        grant_id_of(&self.text)
     }
 
     fn is_expired(&self, now: DateTime<Utc>) -> bool {
@@ -394,7 +390,7 @@ impl StoredToken {
 
     fn decode(&self, hash: TokenHash) -> Result<TokenRecord, StoreError> {
         let mut f = fields(&self.text);
-        let mut next = || text(f.next().ok_or_else(corrupt)?).map(str::to_owned);
+        let mut next = || next_owned(&mut f);
         let grant_id = GrantId(next()?);
         let client_id = next()?;
         let user = next()?;
@@ -443,6 +439,21 @@ fn pack(head: &[&str], scope: &Scopes) -> Box<[u8]> {
 /// The fields of a packed text.
 fn fields(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     text.split(|&b| b == SEP)
+}
+
+/// The grant id, the first field of every packed record.
+fn grant_field(text: &[u8]) -> &[u8] {
+    fields(text).next().unwrap_or_default()
+}
+
+/// [`grant_field`] as a [`GrantId`].
+fn grant_id_of(packed: &[u8]) -> Result<GrantId, StoreError> {
+    Ok(GrantId(text(grant_field(packed))?.to_owned()))
+}
+
+/// The next field of a packed record, owned; a missing one is corruption.
+fn next_owned<'a>(f: &mut impl Iterator<Item = &'a [u8]>) -> Result<String, StoreError> {
+    text(f.next().ok_or_else(corrupt)?).map(str::to_owned)
 }
 
 /// The scope from the fields left after a packed record's head: the
