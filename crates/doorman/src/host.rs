@@ -6,8 +6,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::{OAuthError, StoreError};
-use crate::model::UserId;
+use crate::model::{TokenRecord, UserId};
 use crate::scope::ScopeInfo;
+use crate::secret::TokenHash;
 
 /// The host's sessions: doorman never logs anyone in itself.
 #[async_trait]
@@ -77,6 +78,40 @@ impl UserClaims {
 pub trait Claims: Send + Sync + 'static {
     /// The claims of `user`, or `None` if the user no longer exists.
     async fn claims(&self, user: &UserId) -> Result<Option<UserClaims>, StoreError>;
+
+    /// The token stored under `hash` in the server's store, read together
+    /// with its user's claims in one round trip: for a host whose user
+    /// rows live in the store's database (doorman-sqlx's
+    /// `SqlStore::token_with_user` reads both in one statement), so that
+    /// the userinfo endpoint costs one query instead of two.
+    ///
+    /// The token must come from the same store the server uses, as
+    /// [`TokenStore::token`](crate::store::TokenStore::token) would answer
+    /// it: the server checks it exactly as it checks one read from its
+    /// store (kind, hash, expiry) before it releases any claim.
+    ///
+    /// The default answers [`TokenClaims::Separate`]: the server reads the
+    /// token from its store and then calls [`Claims::claims`].
+    async fn claims_with_token(&self, hash: &TokenHash) -> Result<TokenClaims, StoreError> {
+        let _ = hash;
+        Ok(TokenClaims::Separate)
+    }
+}
+
+/// What [`Claims::claims_with_token`] read.
+// Returned once per userinfo request and taken apart at once: boxing the
+// large variant would only add an allocation to that hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenClaims {
+    /// This host reads claims on their own: the server reads the token
+    /// from its store, then asks [`Claims::claims`].
+    Separate,
+    /// No token is stored under the hash.
+    NoToken,
+    /// The token, and its user's claims: `None` when the token acts for
+    /// no user or its user no longer exists.
+    Found(TokenRecord, Option<UserClaims>),
 }
 
 /// A user's credit, in the host's smallest unit.

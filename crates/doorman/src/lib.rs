@@ -96,7 +96,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigBuilder, Endpoints, PkcePolicy};
 pub use error::{ErrorCode, OAuthError, StoreError};
 pub use host::{
-    Balance, Balances, Claims, ConsentPrompt, DefaultPages, Pages, Sessions, UserClaims,
+    Balance, Balances, Claims, ConsentPrompt, DefaultPages, Pages, Sessions, TokenClaims,
+    UserClaims,
 };
 pub use model::*;
 pub use scope::{AnyScope, RequiredScope, ScopeInfo, Scopes};

@@ -6,8 +6,9 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::AuthorizationServer;
-use crate::error::{ErrorCode, OAuthError};
-use crate::model::{GrantId, TokenKind, UserId};
+use crate::error::{ErrorCode, OAuthError, StoreError};
+use crate::host::{TokenClaims, UserClaims};
+use crate::model::{GrantId, TokenKind, TokenRecord, UserId};
 use crate::scope::Scopes;
 use crate::secret::TokenHash;
 use crate::wire::method_not_allowed;
@@ -60,24 +61,25 @@ impl AuthorizationServer {
         parts: &http::request::Parts,
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
-        let token = match self.profile().bearer_token(parts) {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                return Err(BearerError {
-                    error: OAuthError::new(ErrorCode::InvalidToken, "a bearer token is required"),
-                    scope: None,
-                    missing: true,
-                });
-            }
-            Err(e) => {
-                return Err(BearerError {
-                    error: e,
-                    scope: None,
-                    missing: false,
-                });
-            }
-        };
+        let token = self.bearer_of(parts)?;
         self.validate_token(token, required_scope).await
+    }
+
+    /// The request's bearer token, or the RFC 6750 refusal.
+    fn bearer_of<'a>(&self, parts: &'a http::request::Parts) -> Result<&'a str, BearerError> {
+        match self.profile().bearer_token(parts) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(BearerError {
+                error: OAuthError::new(ErrorCode::InvalidToken, "a bearer token is required"),
+                scope: None,
+                missing: true,
+            }),
+            Err(e) => Err(BearerError {
+                error: e,
+                scope: None,
+                missing: false,
+            }),
+        }
     }
 
     /// Validates a bearer token string (for profiles or hosts that carry it
@@ -88,19 +90,24 @@ impl AuthorizationServer {
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
         let hash = TokenHash::of_token(token);
-        let record = match self.inner.store.token(&hash).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return Err(BearerError::invalid("the access token is invalid")),
-            Err(e) => {
-                return Err(BearerError {
-                    error: e.into(),
-                    scope: None,
-                    missing: false,
-                });
-            }
+        let record = self.inner.store.token(&hash).await.map_err(store_err)?;
+        self.check_token(&hash, record, required_scope)
+    }
+
+    /// Whether `record`, read under `hash`, is a live access token carrying
+    /// `required_scope`: every bearer check, whoever read the record, ends
+    /// here.
+    fn check_token(
+        &self,
+        hash: &TokenHash,
+        record: Option<TokenRecord>,
+        required_scope: Option<&str>,
+    ) -> Result<ValidatedToken, BearerError> {
+        let Some(record) = record else {
+            return Err(invalid_token());
         };
-        if record.kind != TokenKind::Access || !record.hash.ct_eq(&hash) {
-            return Err(BearerError::invalid("the access token is invalid"));
+        if record.kind != TokenKind::Access || !record.hash.ct_eq(hash) {
+            return Err(invalid_token());
         }
         if record.is_expired(self.inner.clock.now()) {
             return Err(BearerError::invalid("the access token expired"));
@@ -135,19 +142,50 @@ impl AuthorizationServer {
 
     /// The userinfo endpoint: the host's claims and balance, released by
     /// the token's scopes and the client's claim-release list.
+    ///
+    /// When the host reads the token and its user's claims together
+    /// ([`Claims::claims_with_token`](crate::Claims::claims_with_token)), this is one store round trip;
+    /// otherwise two (the token, then the claims).
     pub async fn userinfo(&self, request: Request<Bytes>) -> Response<Bytes> {
         if request.method() != Method::GET && request.method() != Method::POST {
             return method_not_allowed(self.profile(), "GET, POST");
         }
         let (parts, _) = request.into_parts();
-        let token = match self.validate_bearer(&parts, None).await {
-            Ok(t) => t,
-            Err(e) => return self.bearer_error_response(&e),
-        };
-        match self.user_claims(&token).await {
+        match self.userinfo_claims(&parts).await {
             Ok(body) => self.profile().json(StatusCode::OK, &Value::Object(body)),
             Err(e) => self.bearer_error_response(&e),
         }
+    }
+
+    async fn userinfo_claims(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Map<String, Value>, BearerError> {
+        let hash = TokenHash::of_token(self.bearer_of(parts)?);
+        let joined = match &self.inner.claims {
+            Some(c) => c.claims_with_token(&hash).await.map_err(store_err)?,
+            None => TokenClaims::Separate,
+        };
+        let (token, claims) = match joined {
+            TokenClaims::Separate => {
+                let record = self.inner.store.token(&hash).await.map_err(store_err)?;
+                let token = self.check_token(&hash, record, None)?;
+                let claims = self.read_claims(&token).await?;
+                (token, claims)
+            }
+            TokenClaims::NoToken => return Err(invalid_token()),
+            TokenClaims::Found(record, claims) => {
+                let token = self.check_token(&hash, Some(record), None)?;
+                if token.user_id.is_none() {
+                    return Err(no_user());
+                }
+                match claims {
+                    Some(claims) => (token, Some(claims)),
+                    None => return Err(user_gone()),
+                }
+            }
+        };
+        self.release_claims(&token, claims).await
     }
 
     /// The claims a validated token may see, as a JSON object.
@@ -155,20 +193,34 @@ impl AuthorizationServer {
         &self,
         token: &ValidatedToken,
     ) -> Result<Map<String, Value>, BearerError> {
+        let claims = self.read_claims(token).await?;
+        self.release_claims(token, claims).await
+    }
+
+    /// The host's claims of the token's user (`None` when the host has no
+    /// [`Claims`](crate::Claims)).
+    async fn read_claims(&self, token: &ValidatedToken) -> Result<Option<UserClaims>, BearerError> {
         let Some(user) = &token.user_id else {
             return Err(no_user());
         };
-        let store_err = |e: crate::StoreError| BearerError {
-            error: e.into(),
-            scope: None,
-            missing: false,
-        };
-        let mut claims = match &self.inner.claims {
+        match &self.inner.claims {
             Some(c) => match c.claims(user).await.map_err(store_err)? {
-                Some(claims) => Some(claims),
-                None => return Err(BearerError::invalid("the token's user no longer exists")),
+                Some(claims) => Ok(Some(claims)),
+                None => Err(user_gone()),
             },
-            None => None,
+            None => Ok(None),
+        }
+    }
+
+    /// What of the user's `claims` (and balance) the token's scopes and
+    /// the client's claim-release list let through, as a JSON object.
+    async fn release_claims(
+        &self,
+        token: &ValidatedToken,
+        mut claims: Option<UserClaims>,
+    ) -> Result<Map<String, Value>, BearerError> {
+        let Some(user) = &token.user_id else {
+            return Err(no_user());
         };
         let balance_scope = &self.config().balance_scope;
         let balance = if !token.scope.contains(balance_scope) {
@@ -232,15 +284,29 @@ impl AuthorizationServer {
             Ok(Some(b)) => self
                 .profile()
                 .json(StatusCode::OK, &json!({ "topup_url": b.topup_url })),
-            Ok(None) => self
-                .bearer_error_response(&BearerError::invalid("the token's user no longer exists")),
-            Err(e) => self.bearer_error_response(&BearerError {
-                error: e.into(),
-                scope: None,
-                missing: false,
-            }),
+            Ok(None) => self.bearer_error_response(&user_gone()),
+            Err(e) => self.bearer_error_response(&store_err(e)),
         }
     }
+}
+
+/// A store or host failure, as the bearer answer (`server_error`).
+fn store_err(e: StoreError) -> BearerError {
+    BearerError {
+        error: e.into(),
+        scope: None,
+        missing: false,
+    }
+}
+
+/// No live access token under that hash (unknown, or not an access token).
+fn invalid_token() -> BearerError {
+    BearerError::invalid("the access token is invalid")
+}
+
+/// The token is fine, but the user it acts for is gone.
+fn user_gone() -> BearerError {
+    BearerError::invalid("the token's user no longer exists")
 }
 
 fn no_user() -> BearerError {
