@@ -62,7 +62,11 @@
 //! new rows append to the B-trees instead of each dirtying a random page.
 //! Validating a bearer token is one indexed lookup
 //! and one round trip (pooled connections are checked when they are
-//! returned, not again when they are handed out).
+//! returned, not again when they are handed out). A host whose user table
+//! lives in the same database reads a token and its user's row in one
+//! statement ([`SqlStore::token_with_user`], a [`UserJoin`]), which makes
+//! the userinfo endpoint one round trip too
+//! ([`doorman::Claims::claims_with_token`]).
 //!
 //! Expired rows stay until [`Store::purge_expired`](doorman::Store::purge_expired)
 //! removes them; call it periodically (say, every few minutes). The
@@ -85,6 +89,7 @@ mod native_ops;
 mod options;
 mod rows;
 mod tokens;
+mod users;
 
 use std::fmt;
 use std::str::FromStr as _;
@@ -97,6 +102,7 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::backend::{Backend, SqliteBackend, db};
 pub use crate::options::SqlStoreOptions;
+pub use crate::users::{UserJoin, UserRow};
 /// The rusqlite this crate drives SQLite files with, for
 /// [`SqlStore::sqlite_read`].
 pub use rusqlite;

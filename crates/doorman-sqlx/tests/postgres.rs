@@ -384,3 +384,20 @@ async fn a_code_exchange_is_one_transaction_and_one_token_insert() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// The joined read of a token and the host's user row, in one statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_and_its_users_row_are_read_in_one_statement() {
+    let Some(url) = pg_url("a_token_and_its_users_row_are_read_in_one_statement") else {
+        return;
+    };
+    let store = pg_store(&url).await;
+    check_token_with_user(
+        &store,
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, credit BIGINT NOT NULL, \
+         ratio DOUBLE PRECISION NOT NULL, active BOOLEAN NOT NULL, note VARCHAR(20))",
+        serde_json::json!(true),
+    )
+    .await;
+    store.close().await;
+}

@@ -1138,3 +1138,69 @@ fn grant_with_id(app: &doorman::Client, id: &doorman::GrantId) -> doorman::Grant
     g.id = id.clone();
     g
 }
+
+const HOST_USERS_SQLITE: &str = "CREATE TABLE {t} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+     credit INTEGER NOT NULL, ratio REAL NOT NULL, active BOOLEAN NOT NULL, note TEXT)";
+
+/// The joined read on a file (the store's own connections) and on
+/// `:memory:` (the sqlx pool).
+#[tokio::test]
+async fn a_token_and_its_users_row_are_read_in_one_statement() {
+    let db = TempDb::new("joined");
+    let file = SqlStore::connect(&db.url()).await.expect("connect");
+    assert!(
+        file.sqlite_read(|_| Ok(())).is_some(),
+        "the file is driven directly"
+    );
+    check_token_with_user(&file, HOST_USERS_SQLITE, serde_json::json!(1)).await;
+    file.close().await;
+
+    let memory = SqlStore::connect("sqlite::memory:").await.expect("connect");
+    assert!(
+        memory.sqlite_read(|_| Ok(())).is_none(),
+        "`:memory:` is on the pool"
+    );
+    check_token_with_user(&memory, HOST_USERS_SQLITE, serde_json::json!(1)).await;
+}
+
+/// SQLite finds the token by its key and the user by the table's rowid:
+/// no scan of either table.
+#[tokio::test]
+async fn the_joined_read_uses_both_keys() {
+    let db = TempDb::new("joined-plan");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    let pool = store.sqlite_pool().expect("sqlite");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        HOST_USERS_SQLITE.replace("{t}", "host_users"),
+    ))
+    .execute(pool)
+    .await
+    .expect("host table");
+    let join = doorman_sqlx::UserJoin::new(
+        "host_users u",
+        "u.id = CAST(t.user_id AS BIGINT)",
+        &["u.name"],
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        join.sql()
+    )))
+    .bind(&[0_u8; 32][..])
+    .fetch_all(pool)
+    .await
+    .expect("plan");
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").expect("detail"))
+        .collect();
+    assert_eq!(plan.len(), 2, "{plan:?}");
+    assert!(
+        plan[0].starts_with("SEARCH t USING PRIMARY KEY (hash=?)"),
+        "{plan:?}"
+    );
+    assert!(
+        plan[1].starts_with("SEARCH u USING INTEGER PRIMARY KEY (rowid=?)"),
+        "{plan:?}"
+    );
+    store.close().await;
+}

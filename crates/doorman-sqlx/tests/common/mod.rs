@@ -517,3 +517,103 @@ async fn child_open_store() {
     };
     println!("{CHILD_LINE} {outcome}");
 }
+
+/// `SqlStore::token_with_user` against a host table created beside the
+/// store's (its DDL given per backend, `{t}` standing for its name): the
+/// record is the one `token` reads, the row is the user's when it
+/// matches, and nothing else comes back as a user.
+pub async fn check_token_with_user(store: &SqlStore, ddl: &str, expect_true: serde_json::Value) {
+    use doorman_sqlx::UserJoin;
+    use serde_json::{Value, json};
+
+    let table = format!("host_users_{}", unique());
+    let ddl = ddl.replace("{t}", &table);
+    let insert = format!(
+        "INSERT INTO {table} (id, name, credit, ratio, active, note) VALUES \
+         (42, 'Ada', 9000000000, 0.5, TRUE, NULL), (7, 'Bob', -1, 2.0, FALSE, 'x')"
+    );
+    for sql in [ddl, insert] {
+        let sql = sqlx::AssertSqlSafe(sql);
+        match (store.sqlite_pool(), store.pg_pool()) {
+            (Some(pool), _) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+            (_, Some(pool)) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+            _ => unreachable!("a SqlStore has one pool"),
+        }
+        .expect("host table");
+    }
+    let join = UserJoin::new(
+        &format!("{table} u"),
+        "u.id = CAST(t.user_id AS BIGINT)",
+        &[
+            "u.name", "u.credit", "u.ratio", "u.active", "u.note", "u.id * 2",
+        ],
+    );
+
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let ada = UserId::new("42");
+    let gone = UserId::new("99");
+    let mut tokens = Vec::new();
+    for user in [Some(&ada), Some(&gone), None] {
+        let g = grant(&app, user);
+        let t = token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        );
+        assert!(
+            store
+                .create_grant(&g, std::slice::from_ref(&t))
+                .await
+                .expect("grant")
+        );
+        tokens.push(t);
+    }
+
+    let (record, row) = store
+        .token_with_user(&tokens[0].hash, &join)
+        .await
+        .expect("read")
+        .expect("the token is there");
+    assert_eq!(record, tokens[0]);
+    assert_eq!(
+        Some(&record),
+        store.token(&tokens[0].hash).await.expect("token").as_ref()
+    );
+    let row = row.expect("Ada's row matched");
+    assert_eq!(row.str(0).expect("name"), "Ada");
+    assert_eq!(row.i64(1).expect("credit"), 9_000_000_000);
+    assert_eq!(
+        row.clone().into_values(),
+        vec![
+            json!("Ada"),
+            json!(9_000_000_000_i64),
+            json!(0.5),
+            expect_true,
+            Value::Null,
+            json!(84)
+        ]
+    );
+    assert!(row.i64(0).is_err() && row.str(1).is_err());
+    assert_eq!(row.get(99), &Value::Null);
+
+    // A user whose row is gone, and a token without a user: no row.
+    for t in &tokens[1..] {
+        let (record, row) = store
+            .token_with_user(&t.hash, &join)
+            .await
+            .expect("read")
+            .expect("the token is there");
+        assert_eq!((&record, row), (t, None));
+    }
+    // No token: nothing, not Bob's row.
+    assert_eq!(
+        store
+            .token_with_user(&random_hash(), &join)
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(store.delete_client(&app.client_id).await.expect("cleanup"));
+}

@@ -1,0 +1,296 @@
+//! The host's user row read in the same statement as a bearer token
+//! ([`SqlStore::token_with_user`]), so that userinfo costs one query.
+
+use std::fmt;
+use std::sync::Arc;
+
+use doorman::{StoreError, TokenHash, TokenRecord};
+use serde_json::{Number, Value};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow as _, Row as _, TypeInfo as _, ValueRef as _};
+
+use crate::SqlStore;
+use crate::backend::{Backend, db};
+use crate::rows::{TokenRow, token_from_row};
+
+/// How the host's user table joins a token's row: the table, the match
+/// of its row to the token's `t.user_id` (text), and the columns to read.
+///
+/// All three are SQL text written into the statement as they are: they
+/// must come from the host's code, never from a request. The statement is
+///
+/// ```sql
+/// SELECT t.kind, …, (<on>) IS TRUE, <columns> FROM doorman_tokens t
+/// LEFT JOIN <table> ON <on> WHERE t.hash = $1
+/// ```
+///
+/// so `on` should match the table's key (say `u.id = CAST(t.user_id AS
+/// BIGINT)` for an integer key, which both SQLite and PostgreSQL read by
+/// its index; on PostgreSQL that cast fails the statement for a user id
+/// that is not an integer, so use it when every id the host hands doorman
+/// is one of its integer keys). A column may be an expression; on
+/// PostgreSQL it must be of an integer, floating-point, boolean or text
+/// type (cast anything else, as `u.created::text`).
+///
+/// ```
+/// let users = doorman_sqlx::UserJoin::new(
+///     "app_users u",
+///     "u.id = CAST(t.user_id AS BIGINT)",
+///     &["u.name", "u.email", "u.credit"],
+/// );
+/// assert!(users.sql().contains("LEFT JOIN app_users u ON u.id = CAST(t.user_id AS BIGINT)"));
+/// ```
+#[derive(Clone)]
+pub struct UserJoin {
+    sql: Arc<str>,
+    columns: usize,
+}
+
+impl UserJoin {
+    /// Joins `table` (a table name and alias) on `on`, reading `columns`.
+    pub fn new(table: &str, on: &str, columns: &[&str]) -> Self {
+        let mut sql = String::from(
+            "SELECT t.kind, t.grant_id, t.client_id, t.user_id, t.scope, t.issued_at, \
+             t.expires_at, t.consumed_at, (",
+        );
+        sql.push_str(on);
+        sql.push_str(") IS TRUE");
+        for c in columns {
+            sql.push_str(", ");
+            sql.push_str(c);
+        }
+        sql.push_str(" FROM doorman_tokens t LEFT JOIN ");
+        sql.push_str(table);
+        sql.push_str(" ON ");
+        sql.push_str(on);
+        sql.push_str(" WHERE t.hash = $1");
+        Self {
+            sql: sql.into(),
+            columns: columns.len(),
+        }
+    }
+
+    /// The statement it runs.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+impl fmt::Debug for UserJoin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserJoin").field("sql", &self.sql).finish()
+    }
+}
+
+/// The token's columns, then the flag that a user row matched.
+const TOKEN_COLUMNS: usize = 8;
+
+/// The host's columns of one user row, in [`UserJoin::new`]'s order, as
+/// JSON values: SQL `NULL` is `null`, integers and floats are numbers,
+/// booleans are booleans (SQLite has none: they read as 0 and 1), text
+/// is a string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow(Vec<Value>);
+
+impl UserRow {
+    /// Column `i` (`null` past the end).
+    pub fn get(&self, i: usize) -> &Value {
+        self.0.get(i).unwrap_or(&Value::Null)
+    }
+
+    /// Column `i` as an integer, or an error naming it.
+    pub fn i64(&self, i: usize) -> Result<i64, StoreError> {
+        self.get(i)
+            .as_i64()
+            .ok_or_else(|| column_type(i, "an integer"))
+    }
+
+    /// Column `i` as text, or an error naming it.
+    pub fn str(&self, i: usize) -> Result<&str, StoreError> {
+        self.get(i).as_str().ok_or_else(|| column_type(i, "text"))
+    }
+
+    /// All the columns.
+    pub fn into_values(self) -> Vec<Value> {
+        self.0
+    }
+}
+
+fn column_type(i: usize, what: &str) -> StoreError {
+    StoreError::message(format!("doorman-sqlx: user column {i} is not {what}"))
+}
+
+fn unsupported(i: usize, ty: &str) -> StoreError {
+    StoreError::message(format!(
+        "doorman-sqlx: user column {i} has SQL type {ty}; cast it to an integer, float, boolean or text"
+    ))
+}
+
+fn float(f: f64) -> Value {
+    Number::from_f64(f).map_or(Value::Null, Value::Number)
+}
+
+impl SqlStore {
+    /// The token stored under `hash` and, when its user's row matches,
+    /// that row's `join` columns: one statement, so one round trip and
+    /// one read transaction. `None` when no token is stored under `hash`;
+    /// the row is `None` for a token without a user or whose user's row
+    /// is gone.
+    ///
+    /// This is the read behind [`doorman::Claims::claims_with_token`] for a
+    /// host whose users live in the store's database. The record is
+    /// exactly what [`doorman::TokenStore::token`] answers: the server
+    /// still checks its kind and expiry.
+    pub async fn token_with_user(
+        &self,
+        hash: &TokenHash,
+        join: &UserJoin,
+    ) -> Result<Option<(TokenRecord, Option<UserRow>)>, StoreError> {
+        if let Some(native) = self.backend.native() {
+            return native.read(|c| {
+                let mut stmt = c.prepare_cached(&join.sql).map_err(crate::native::sqlite)?;
+                let mut rows = stmt.query([&hash.0[..]]).map_err(crate::native::sqlite)?;
+                let Some(row) = rows.next().map_err(crate::native::sqlite)? else {
+                    return Ok(None);
+                };
+                let token = native_token(row).map_err(crate::native::sqlite)?;
+                let user = if row
+                    .get::<_, bool>(TOKEN_COLUMNS)
+                    .map_err(crate::native::sqlite)?
+                {
+                    let values = (0..join.columns)
+                        .map(|i| native_value(row, i))
+                        .collect::<Result<_, _>>()?;
+                    Some(UserRow(values))
+                } else {
+                    None
+                };
+                Ok(Some((token_from_row(*hash, token)?, user)))
+            });
+        }
+        let sql = sqlx::AssertSqlSafe(join.sql.clone());
+        let key = &hash.0[..];
+        let (token, user) = match &self.backend {
+            Backend::Sqlite(sqlite) => {
+                let Some(row) = sqlx::query(sql)
+                    .bind(key)
+                    .fetch_optional(&sqlite.read)
+                    .await
+                    .map_err(db)?
+                else {
+                    return Ok(None);
+                };
+                pool_row(&row, join.columns, sqlite_value)?
+            }
+            Backend::Postgres(pool) => {
+                let Some(row) = sqlx::query(sql)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(db)?
+                else {
+                    return Ok(None);
+                };
+                pool_row(&row, join.columns, pg_value)?
+            }
+        };
+        Ok(Some((token_from_row(*hash, token)?, user)))
+    }
+}
+
+fn native_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn native_value(row: &rusqlite::Row<'_>, i: usize) -> Result<Value, StoreError> {
+    use rusqlite::types::ValueRef;
+    let value = row
+        .get_ref(TOKEN_COLUMNS + 1 + i)
+        .map_err(crate::native::sqlite)?;
+    Ok(match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::from(n),
+        ValueRef::Real(f) => float(f),
+        ValueRef::Text(t) => Value::String(
+            std::str::from_utf8(t)
+                .map_err(|_| column_type(i, "UTF-8 text"))?
+                .to_owned(),
+        ),
+        ValueRef::Blob(_) => return Err(unsupported(i, "BLOB")),
+    })
+}
+
+/// The token, and the user's columns when a user row matched, from a row
+/// of one of sqlx's pools.
+fn pool_row<R: sqlx::Row>(
+    row: &R,
+    columns: usize,
+    value: fn(&R, usize) -> Result<Value, StoreError>,
+) -> Result<(TokenRow, Option<UserRow>), StoreError>
+where
+    TokenRow: for<'r> sqlx::FromRow<'r, R>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let token = TokenRow::from_row(row).map_err(db)?;
+    let matched: bool = row.try_get(TOKEN_COLUMNS).map_err(db)?;
+    let user = if matched {
+        let values = (0..columns)
+            .map(|i| value(row, i))
+            .collect::<Result<_, _>>()?;
+        Some(UserRow(values))
+    } else {
+        None
+    };
+    Ok((token, user))
+}
+
+fn sqlite_value(row: &SqliteRow, i: usize) -> Result<Value, StoreError> {
+    let at = TOKEN_COLUMNS + 1 + i;
+    let raw = row.try_get_raw(at).map_err(db)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let ty = raw.type_info().name().to_owned();
+    Ok(match ty.as_str() {
+        "INTEGER" | "BOOLEAN" | "NUMERIC" => {
+            Value::from(row.try_get_unchecked::<i64, _>(at).map_err(db)?)
+        }
+        "REAL" => float(row.try_get_unchecked::<f64, _>(at).map_err(db)?),
+        "TEXT" | "DATE" | "TIME" | "DATETIME" => {
+            Value::String(row.try_get_unchecked::<String, _>(at).map_err(db)?)
+        }
+        other => return Err(unsupported(i, other)),
+    })
+}
+
+fn pg_value(row: &PgRow, i: usize) -> Result<Value, StoreError> {
+    let at = TOKEN_COLUMNS + 1 + i;
+    let raw = row.try_get_raw(at).map_err(db)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let ty = raw.type_info().name().to_owned();
+    Ok(match ty.as_str() {
+        "INT2" => Value::from(row.try_get::<i16, _>(at).map_err(db)?),
+        "INT4" => Value::from(row.try_get::<i32, _>(at).map_err(db)?),
+        "INT8" => Value::from(row.try_get::<i64, _>(at).map_err(db)?),
+        "FLOAT4" => float(f64::from(row.try_get::<f32, _>(at).map_err(db)?)),
+        "FLOAT8" => float(row.try_get::<f64, _>(at).map_err(db)?),
+        "BOOL" => Value::Bool(row.try_get::<bool, _>(at).map_err(db)?),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => {
+            Value::String(row.try_get::<String, _>(at).map_err(db)?)
+        }
+        other => return Err(unsupported(i, other)),
+    })
+}
