@@ -5,10 +5,11 @@
 //! accept, so each is written once; only the table definitions differ.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
-use doorman_sqlx::SqlStore;
+use doorman::{StoreError, TokenHash, TokenRecord};
 use doorman_sqlx::rusqlite::OptionalExtension as _;
+use doorman_sqlx::{SqlStore, UserJoin, UserRow};
 use sqlx::{PgPool, Row as _, SqlitePool};
 
 /// A pool on the database the store uses.
@@ -18,8 +19,8 @@ pub enum Db {
     /// own reading connections serve the hot reads (users, sessions)
     /// without sqlx's thread hand-off.
     Sqlite(SqlitePool, SqlStore),
-    /// PostgreSQL.
-    Postgres(PgPool),
+    /// PostgreSQL, and the store on it.
+    Postgres(PgPool, SqlStore),
     /// Process memory (`DATABASE_URL=memory:`, for benchmarks and trials):
     /// gone when the process ends.
     Memory(Arc<RwLock<MemTables>>),
@@ -37,7 +38,7 @@ macro_rules! on_pool {
     (@ $lock:ident, $db:expr, |$pool:ident| $body:expr, |$tables:ident| $mem:expr) => {
         match $db {
             Db::Sqlite($pool, _) => $body,
-            Db::Postgres($pool) => $body,
+            Db::Postgres($pool, _) => $body,
             Db::Memory(tables) => {
                 #[allow(unused_mut)]
                 let mut $tables = tables.$lock().map_err(|_| poisoned())?;
@@ -49,6 +50,25 @@ macro_rules! on_pool {
 
 /// A user row by id (`$1`).
 const USER_BY_ID: &str = "SELECT id, username, email, quota, used_quota, status, created_time FROM demo_users WHERE id = $1";
+
+/// How a bearer token's row finds its user's row: the user columns of
+/// [`USER_BY_ID`], in [`User`]'s order, for [`Db::token_with_user`]. The
+/// demo's user ids are its integer keys, so the cast always succeeds.
+static USER_JOIN: LazyLock<UserJoin> = LazyLock::new(|| {
+    UserJoin::new(
+        "demo_users u",
+        "u.id = CAST(t.user_id AS BIGINT)",
+        &[
+            "u.id",
+            "u.username",
+            "u.email",
+            "u.quota",
+            "u.used_quota",
+            "u.status",
+            "u.created_time",
+        ],
+    )
+});
 
 /// The user id and name of a live session (`$1` the id hash, `$2` now).
 const SESSION_USER: &str = "SELECT u.id, u.username FROM demo_sessions s JOIN demo_users u ON u.id = s.user_id \
@@ -99,6 +119,19 @@ pub struct User {
     pub status: i64,
     /// Registration time, Unix seconds.
     pub created_time: i64,
+}
+
+/// A user from [`USER_JOIN`]'s columns.
+fn user_of(row: &UserRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.i64(0)?,
+        username: row.str(1)?.to_owned(),
+        email: row.str(2)?.to_owned(),
+        quota: row.i64(3)?,
+        used_quota: row.i64(4)?,
+        status: row.i64(5)?,
+        created_time: row.i64(6)?,
+    })
 }
 
 impl std::fmt::Debug for User {
@@ -177,7 +210,7 @@ impl Db {
                 }
                 tx.commit().await
             }
-            Db::Postgres(pool) => {
+            Db::Postgres(pool, _) => {
                 // Concurrent `CREATE TABLE IF NOT EXISTS` can collide in PostgreSQL's catalog.
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -261,6 +294,27 @@ impl Db {
                 }
             }
         )
+    }
+
+    /// A bearer token and its user's row, read in one statement by the
+    /// store (`None` for the in-memory tables, whose claims are read on
+    /// their own): `Ok(None)` when no token is stored under `hash`, no row
+    /// when the token has no user or the user is gone.
+    pub async fn token_with_user(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<(TokenRecord, Option<User>)>, StoreError>> {
+        let store = match self {
+            Db::Sqlite(_, store) | Db::Postgres(_, store) => store,
+            Db::Memory(_) => return None,
+        };
+        let read = async {
+            let Some((token, row)) = store.token_with_user(hash, &USER_JOIN).await? else {
+                return Ok(None);
+            };
+            Ok(Some((token, row.map(|r| user_of(&r)).transpose()?)))
+        };
+        Some(read.await)
     }
 
     /// A user by id.

@@ -52,7 +52,7 @@ impl Storage {
         // for its lock, and `sqlite::memory:` one database.
         let db = match (sql.sqlite_pool(), sql.pg_pool()) {
             (Some(pool), _) => Db::Sqlite(pool.clone(), sql.clone()),
-            (None, Some(pool)) => Db::Postgres(pool.clone()),
+            (None, Some(pool)) => Db::Postgres(pool.clone(), sql.clone()),
             (None, None) => return Err(DemoError::Database("the store exposes no pool".into())),
         };
         let description = describe(url);

@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use doorman::redirect::form_encode;
-use doorman::{Balance, Balances, Claims, Sessions, StoreError, TokenHash, UserClaims, UserId};
+use doorman::{
+    Balance, Balances, Claims, Sessions, StoreError, TokenClaims, TokenHash, UserClaims, UserId,
+};
 use http::{HeaderMap, HeaderValue};
 use rand::Rng as _;
 
@@ -286,24 +288,40 @@ impl Sessions for HostData {
 #[async_trait]
 impl Claims for HostData {
     async fn claims(&self, user: &UserId) -> Result<Option<UserClaims>, StoreError> {
-        // One row holds the profile and the balance: read it once and let
-        // the server take the balance from here (it releases it only to
-        // tokens with the balance scope).
-        Ok(self.user(user).await?.map(|u| {
-            let balance = Balance {
-                quota: u.quota,
-                used_quota: u.used_quota,
-                formatted: balance_formatted(u.quota, u.used_quota),
-                topup_url: self.topup_url(),
-            };
-            UserClaims::new()
-                .base("id", u.id)
-                .base("created_time", u.created_time)
-                .base("status", u.status)
-                .scoped("profile", "username", u.username)
-                .scoped("profile", "email", u.email)
-                .with_balance(balance)
-        }))
+        Ok(self.user(user).await?.map(|u| self.claims_of(u)))
+    }
+
+    /// On SQLite and PostgreSQL, the token and the user's row come from
+    /// one statement: a userinfo request costs one query.
+    async fn claims_with_token(&self, hash: &TokenHash) -> Result<TokenClaims, StoreError> {
+        let Some(read) = self.db.token_with_user(hash).await else {
+            return Ok(TokenClaims::Separate);
+        };
+        Ok(match read? {
+            None => TokenClaims::NoToken,
+            Some((token, user)) => TokenClaims::Found(token, user.map(|u| self.claims_of(u))),
+        })
+    }
+}
+
+impl HostData {
+    /// A user's claims. One row holds the profile and the balance: the
+    /// server takes the balance from here (it releases it only to tokens
+    /// with the balance scope).
+    fn claims_of(&self, u: User) -> UserClaims {
+        let balance = Balance {
+            quota: u.quota,
+            used_quota: u.used_quota,
+            formatted: balance_formatted(u.quota, u.used_quota),
+            topup_url: self.topup_url(),
+        };
+        UserClaims::new()
+            .base("id", u.id)
+            .base("created_time", u.created_time)
+            .base("status", u.status)
+            .scoped("profile", "username", u.username)
+            .scoped("profile", "email", u.email)
+            .with_balance(balance)
     }
 }
 
