@@ -25,18 +25,18 @@ use crate::rows::{TokenRow, token_from_row};
 /// LEFT JOIN <table> ON <on> WHERE t.hash = $1
 /// ```
 ///
-/// so `on` should match the table's key (say `u.id = CAST(t.user_id AS
-/// BIGINT)` for an integer key, which both SQLite and PostgreSQL read by
-/// its index; on PostgreSQL that cast fails the statement for a user id
-/// that is not an integer, so use it when every id the host hands doorman
-/// is one of its integer keys). A column may be an expression; on
-/// PostgreSQL it must be of an integer, floating-point, boolean or text
-/// type (cast anything else, as `u.created::text`).
+/// so `on` should match the table's key, which both SQLite and
+/// PostgreSQL then read by its index. [`UserJoin::on_text_key`] and
+/// [`UserJoin::on_integer_key`] write that match for the usual keys; the
+/// match must be exact, as a user's claims go to whoever it matches. A
+/// column may be an expression; on PostgreSQL it must be of an integer,
+/// floating-point, boolean or text type (cast anything else, as
+/// `u.created::text`).
 ///
 /// ```
-/// let users = doorman_sqlx::UserJoin::new(
+/// let users = doorman_sqlx::UserJoin::on_integer_key(
 ///     "app_users u",
-///     "u.id = CAST(t.user_id AS BIGINT)",
+///     "u.id",
 ///     &["u.name", "u.email", "u.credit"],
 /// );
 /// assert!(users.sql().contains("LEFT JOIN app_users u ON u.id = CAST(t.user_id AS BIGINT)"));
@@ -48,6 +48,27 @@ pub struct UserJoin {
 }
 
 impl UserJoin {
+    /// Joins `table` (a table name and alias) where its `key` column, of
+    /// a text type, equals the token's user id.
+    pub fn on_text_key(table: &str, key: &str, columns: &[&str]) -> Self {
+        Self::new(table, &format!("{key} = t.user_id"), columns)
+    }
+
+    /// Joins `table` (a table name and alias) where its `key` column, an
+    /// integer, is the token's user id: the id is cast to find the row by
+    /// the key's index, and the row counts only if the key written as text
+    /// is the id exactly. So `"42abc"` (which SQLite's cast reads as 42),
+    /// `"042"` or `"+42"` match no user; on PostgreSQL an id that is not an
+    /// integer at all fails the statement (a `server_error`), so use this
+    /// when every user id the host hands doorman is one of its keys.
+    pub fn on_integer_key(table: &str, key: &str, columns: &[&str]) -> Self {
+        Self::new(
+            table,
+            &format!("{key} = CAST(t.user_id AS BIGINT) AND CAST({key} AS TEXT) = t.user_id"),
+            columns,
+        )
+    }
+
     /// Joins `table` (a table name and alias) on `on`, reading `columns`.
     pub fn new(table: &str, on: &str, columns: &[&str]) -> Self {
         let mut sql = String::from(

@@ -394,9 +394,9 @@ async fn a_token_and_its_users_row_are_read_in_one_statement() {
     let store = pg_store(&url).await;
     check_token_with_user(
         &store,
-        "CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, credit BIGINT NOT NULL, \
+        "CREATE TABLE {t} (id BIGINT PRIMARY KEY, handle TEXT NOT NULL UNIQUE, name TEXT NOT NULL, credit BIGINT NOT NULL, \
          ratio DOUBLE PRECISION NOT NULL, active BOOLEAN NOT NULL, note VARCHAR(20))",
-        serde_json::json!(true),
+        true,
     )
     .await;
     store.close().await;

@@ -1139,7 +1139,7 @@ fn grant_with_id(app: &doorman::Client, id: &doorman::GrantId) -> doorman::Grant
     g
 }
 
-const HOST_USERS_SQLITE: &str = "CREATE TABLE {t} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+const HOST_USERS_SQLITE: &str = "CREATE TABLE {t} (id INTEGER PRIMARY KEY, handle TEXT NOT NULL UNIQUE, name TEXT NOT NULL, \
      credit INTEGER NOT NULL, ratio REAL NOT NULL, active BOOLEAN NOT NULL, note TEXT)";
 
 /// The joined read on a file (the store's own connections) and on
@@ -1152,7 +1152,7 @@ async fn a_token_and_its_users_row_are_read_in_one_statement() {
         file.sqlite_read(|_| Ok(())).is_some(),
         "the file is driven directly"
     );
-    check_token_with_user(&file, HOST_USERS_SQLITE, serde_json::json!(1)).await;
+    check_token_with_user(&file, HOST_USERS_SQLITE, false).await;
     file.close().await;
 
     let memory = SqlStore::connect("sqlite::memory:").await.expect("connect");
@@ -1160,7 +1160,7 @@ async fn a_token_and_its_users_row_are_read_in_one_statement() {
         memory.sqlite_read(|_| Ok(())).is_none(),
         "`:memory:` is on the pool"
     );
-    check_token_with_user(&memory, HOST_USERS_SQLITE, serde_json::json!(1)).await;
+    check_token_with_user(&memory, HOST_USERS_SQLITE, false).await;
 }
 
 /// SQLite finds the token by its key and the user by the table's rowid:
@@ -1176,11 +1176,7 @@ async fn the_joined_read_uses_both_keys() {
     .execute(pool)
     .await
     .expect("host table");
-    let join = doorman_sqlx::UserJoin::new(
-        "host_users u",
-        "u.id = CAST(t.user_id AS BIGINT)",
-        &["u.name"],
-    );
+    let join = doorman_sqlx::UserJoin::on_integer_key("host_users u", "u.id", &["u.name"]);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "EXPLAIN QUERY PLAN {}",
         join.sql()

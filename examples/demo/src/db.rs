@@ -51,13 +51,13 @@ macro_rules! on_pool {
 /// A user row by id (`$1`).
 const USER_BY_ID: &str = "SELECT id, username, email, quota, used_quota, status, created_time FROM demo_users WHERE id = $1";
 
-/// How a bearer token's row finds its user's row: the user columns of
-/// [`USER_BY_ID`], in [`User`]'s order, for [`Db::token_with_user`]. The
-/// demo's user ids are its integer keys, so the cast always succeeds.
+/// How a bearer token's row finds its user's row (the demo's user ids are
+/// its integer keys): the user columns of [`USER_BY_ID`], in [`User`]'s
+/// order, for [`Db::token_with_user`].
 static USER_JOIN: LazyLock<UserJoin> = LazyLock::new(|| {
-    UserJoin::new(
+    UserJoin::on_integer_key(
         "demo_users u",
-        "u.id = CAST(t.user_id AS BIGINT)",
+        "u.id",
         &[
             "u.id",
             "u.username",

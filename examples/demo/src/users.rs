@@ -260,11 +260,18 @@ impl HostData {
     }
 
     async fn user(&self, user: &UserId) -> Result<Option<User>, StoreError> {
-        match user.as_str().parse::<i64>() {
-            Ok(id) => self.db.user(id).await.map_err(backend),
-            Err(_) => Ok(None),
+        match user_key(user) {
+            Some(id) => self.db.user(id).await.map_err(backend),
+            None => Ok(None),
         }
     }
+}
+
+/// The key of the user `user` names: the demo's user ids are its keys
+/// written out, so `"042"` or `"+42"` name no user, as in the joined read.
+fn user_key(user: &UserId) -> Option<i64> {
+    let id = user.as_str().parse::<i64>().ok()?;
+    (id.to_string() == user.as_str()).then_some(id)
 }
 
 #[async_trait]
@@ -345,6 +352,15 @@ pub fn balance_formatted(quota: i64, used_quota: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_id_names_a_key_only_written_exactly() {
+        assert_eq!(user_key(&UserId::new("42")), Some(42));
+        assert_eq!(user_key(&UserId::new("-7")), Some(-7));
+        for near in ["042", "+42", " 42", "42 ", "42abc", "", "4.2e1"] {
+            assert_eq!(user_key(&UserId::new(near)), None, "{near:?}");
+        }
+    }
 
     #[test]
     fn balances_format_like_the_provider() {

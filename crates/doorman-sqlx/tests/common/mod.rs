@@ -521,16 +521,17 @@ async fn child_open_store() {
 /// `SqlStore::token_with_user` against a host table created beside the
 /// store's (its DDL given per backend, `{t}` standing for its name): the
 /// record is the one `token` reads, the row is the user's when it
-/// matches, and nothing else comes back as a user.
-pub async fn check_token_with_user(store: &SqlStore, ddl: &str, expect_true: serde_json::Value) {
+/// matches, and nothing else comes back as a user. `pg`: PostgreSQL's
+/// answers (`true` for a boolean, an error for a cast of a non-integer).
+pub async fn check_token_with_user(store: &SqlStore, ddl: &str, pg: bool) {
     use doorman_sqlx::UserJoin;
     use serde_json::{Value, json};
 
     let table = format!("host_users_{}", unique());
     let ddl = ddl.replace("{t}", &table);
     let insert = format!(
-        "INSERT INTO {table} (id, name, credit, ratio, active, note) VALUES \
-         (42, 'Ada', 9000000000, 0.5, TRUE, NULL), (7, 'Bob', -1, 2.0, FALSE, 'x')"
+        "INSERT INTO {table} (id, handle, name, credit, ratio, active, note) VALUES \
+         (42, 'ada', 'Ada', 9000000000, 0.5, TRUE, NULL), (7, 'bob', 'Bob', -1, 2.0, FALSE, 'x')"
     );
     for sql in [ddl, insert] {
         let sql = sqlx::AssertSqlSafe(sql);
@@ -541,9 +542,9 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, expect_true: ser
         }
         .expect("host table");
     }
-    let join = UserJoin::new(
+    let join = UserJoin::on_integer_key(
         &format!("{table} u"),
-        "u.id = CAST(t.user_id AS BIGINT)",
+        "u.id",
         &[
             "u.name", "u.credit", "u.ratio", "u.active", "u.note", "u.id * 2",
         ],
@@ -590,7 +591,7 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, expect_true: ser
             json!("Ada"),
             json!(9_000_000_000_i64),
             json!(0.5),
-            expect_true,
+            if pg { json!(true) } else { json!(1) },
             Value::Null,
             json!(84)
         ]
@@ -607,6 +608,65 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, expect_true: ser
             .expect("the token is there");
         assert_eq!((&record, row), (t, None));
     }
+    // Ids that only look like Ada's: SQLite's cast reads "42abc" as 42,
+    // PostgreSQL's refuses it; neither lets a near-miss become Ada.
+    for (id, fails_on_pg) in [
+        ("42abc", true),
+        ("042", false),
+        ("+42", false),
+        (" 42", false),
+    ] {
+        let g = grant(&app, Some(&UserId::new(id)));
+        let t = token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        );
+        assert!(
+            store
+                .create_grant(&g, std::slice::from_ref(&t))
+                .await
+                .expect("grant")
+        );
+        match store.token_with_user(&t.hash, &join).await {
+            Ok(Some((record, row))) => {
+                assert!(!(pg && fails_on_pg), "{id:?} was read on PostgreSQL");
+                assert_eq!((&record, row), (&t, None), "{id:?}");
+            }
+            Ok(None) => panic!("{id:?}: the token is there"),
+            Err(e) => assert!(pg && fails_on_pg, "{id:?}: {e}"),
+        }
+    }
+
+    // A text key matches exactly.
+    let by_handle = UserJoin::on_text_key(&format!("{table} u"), "u.handle", &["u.name"]);
+    for (id, name) in [("ada", Some("Ada")), ("Ada", None), ("ada ", None)] {
+        let g = grant(&app, Some(&UserId::new(id)));
+        let t = token(
+            &g,
+            TokenKind::Access,
+            random_hash(),
+            Some(TimeDelta::hours(1)),
+        );
+        assert!(
+            store
+                .create_grant(&g, std::slice::from_ref(&t))
+                .await
+                .expect("grant")
+        );
+        let (_, row) = store
+            .token_with_user(&t.hash, &by_handle)
+            .await
+            .expect("read")
+            .expect("the token is there");
+        assert_eq!(
+            row.map(|r| r.str(0).expect("name").to_owned()).as_deref(),
+            name,
+            "{id:?}"
+        );
+    }
+
     // No token: nothing, not Bob's row.
     assert_eq!(
         store
