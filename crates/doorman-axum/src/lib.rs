@@ -76,7 +76,6 @@ pub use trace::trace_request;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::middleware::from_fn;
 use axum::response::Response;
 use axum::routing::any;
 use doorman::AuthorizationServer;
@@ -86,8 +85,10 @@ use doorman::server::Endpoint;
 /// [`AuthorizationServer::routes`] lists: those of its
 /// [`Config::endpoints`](doorman::Config::endpoints) (an absolute URL
 /// there is mounted at its path) and the RFC 8414 metadata document at
-/// [`doorman::server::metadata_path`]. Every request gets a tracing span
-/// ([`trace_request`]).
+/// [`doorman::server::metadata_path`]. Every request runs in the tracing
+/// span [`trace_request`] describes, opened by the endpoint's handler
+/// itself rather than by a middleware layer (none of it is done while
+/// `DEBUG` is off).
 ///
 /// The endpoints accept any method and answer 405 themselves, in the
 /// server's wire format. Mount the router with
@@ -108,10 +109,12 @@ where
         let server = server.clone();
         router = router.route(
             &path,
-            any(move |request: Request| call(server, endpoint, request)),
+            any(move |request: Request| {
+                trace::traced(request, move |request| call(server, endpoint, request))
+            }),
         );
     }
-    router.layer(from_fn(trace_request))
+    router
 }
 
 async fn call(server: AuthorizationServer, endpoint: Endpoint, request: Request) -> Response {

@@ -1,5 +1,6 @@
 //! One tracing span per request, free of secrets.
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{OriginalUri, Request};
@@ -22,9 +23,22 @@ use tracing::Instrument as _;
 /// host adds it to its own routes with
 /// `.layer(axum::middleware::from_fn(doorman_axum::trace_request))`.
 pub async fn trace_request(request: Request, next: Next) -> Response {
+    traced(request, |request| next.run(request)).await
+}
+
+/// Runs `run` on `request` as [`trace_request`] describes: in an `http`
+/// span when `DEBUG` is enabled, straight through (no span, no path copy,
+/// no clock read) when it is not. [`router`](crate::router) calls it in
+/// each endpoint's handler, so the provider's endpoints pay for no
+/// middleware layer.
+pub(crate) async fn traced<F, Fut>(request: Request, run: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if !tracing::enabled!(tracing::Level::DEBUG) {
         // The access log is off (the default): no path copy, no clock read.
-        return next.run(request).await;
+        return run(request).await;
     }
     let path = match request.extensions().get::<OriginalUri>() {
         Some(OriginalUri(uri)) => uri.path().to_owned(),
@@ -38,7 +52,7 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
     );
     let started = Instant::now();
     async move {
-        let response = next.run(request).await;
+        let response = run(request).await;
         let status = response.status().as_u16();
         tracing::Span::current().record("status", status);
         tracing::debug!(
