@@ -19,8 +19,9 @@ use tracing::Instrument as _;
 /// authorization codes and `state`. Neither are headers or bodies, which
 /// carry tokens, secrets and passwords.
 ///
-/// [`router`](crate::router) applies it to the provider's endpoints; a
-/// host adds it to its own routes with
+/// The provider's endpoints from [`router`](crate::router) get the same
+/// span without this layer (their handlers open it); a host adds it to
+/// its own routes with
 /// `.layer(axum::middleware::from_fn(doorman_axum::trace_request))`.
 pub async fn trace_request(request: Request, next: Next) -> Response {
     traced(request, |request| next.run(request)).await
