@@ -86,7 +86,7 @@ fn all<T, const N: usize>(
 
 /// The first row `sql` answers, if any (for statements without side
 /// effects).
-fn first<T, const N: usize>(
+pub(crate) fn first<T, const N: usize>(
     conn: &Connection,
     sql: &str,
     params: [&dyn ToSql; N],
@@ -104,7 +104,7 @@ fn first<T, const N: usize>(
 /// `decoder!(name -> Type: 0 1 2)` reads columns 0, 1 and 2 into a tuple.
 macro_rules! decoder {
     ($name:ident -> $row:ty: $($col:literal)*) => {
-        fn $name(r: &Row<'_>) -> rusqlite::Result<$row> {
+        pub(crate) fn $name(r: &Row<'_>) -> rusqlite::Result<$row> {
             Ok(($(r.get($col)?,)*))
         }
     };

@@ -5,13 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use doorman::{StoreError, TokenHash, TokenRecord};
+use rusqlite::types::Value as SqlValue;
 use serde_json::{Number, Value};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow as _, Row as _, TypeInfo as _, ValueRef as _};
 
 use crate::SqlStore;
-use crate::backend::{Backend, db};
+use crate::backend::{db, on_pool};
+use crate::native_ops::{first, token_row};
 use crate::rows::{TokenRow, token_from_row};
 
 /// How the host's user table joins a token's row: the table, the match
@@ -169,95 +171,102 @@ impl SqlStore {
         join: &UserJoin,
     ) -> Result<Option<(TokenRecord, Option<UserRow>)>, StoreError> {
         if let Some(native) = self.backend.native() {
-            return native.read(|c| {
-                let mut stmt = c.prepare_cached(&join.sql).map_err(crate::native::sqlite)?;
-                let mut rows = stmt.query([&hash.0[..]]).map_err(crate::native::sqlite)?;
-                let Some(row) = rows.next().map_err(crate::native::sqlite)? else {
-                    return Ok(None);
-                };
-                let token = native_token(row).map_err(crate::native::sqlite)?;
-                let user = if row
-                    .get::<_, bool>(TOKEN_COLUMNS)
-                    .map_err(crate::native::sqlite)?
-                {
-                    let values = (0..join.columns)
-                        .map(|i| native_value(row, i))
-                        .collect::<Result<_, _>>()?;
-                    Some(UserRow(values))
-                } else {
-                    None
-                };
-                Ok(Some((token_from_row(*hash, token)?, user)))
-            });
+            let found = native.read(|c| {
+                first(c, &join.sql, [&&hash.0[..]], |r| {
+                    let matched: bool = r.get(TOKEN_COLUMNS)?;
+                    let values = matched
+                        .then(|| {
+                            (0..join.columns)
+                                .map(|i| r.get::<_, SqlValue>(TOKEN_COLUMNS + 1 + i))
+                                .collect::<rusqlite::Result<Vec<_>>>()
+                        })
+                        .transpose()?;
+                    Ok((token_row(r)?, values))
+                })
+            })?;
+            let Some((token, values)) = found else {
+                return Ok(None);
+            };
+            let user = values
+                .map(|v| {
+                    v.into_iter()
+                        .enumerate()
+                        .map(native_value)
+                        .collect::<Result<_, _>>()
+                        .map(UserRow)
+                })
+                .transpose()?;
+            return Ok(Some((token_from_row(*hash, token)?, user)));
         }
         let sql = sqlx::AssertSqlSafe(join.sql.clone());
         let key = &hash.0[..];
-        let (token, user) = match &self.backend {
-            Backend::Sqlite(sqlite) => {
-                let Some(row) = sqlx::query(sql)
-                    .bind(key)
-                    .fetch_optional(&sqlite.read)
-                    .await
-                    .map_err(db)?
-                else {
-                    return Ok(None);
-                };
-                pool_row(&row, join.columns, sqlite_value)?
-            }
-            Backend::Postgres(pool) => {
-                let Some(row) = sqlx::query(sql)
-                    .bind(key)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(db)?
-                else {
-                    return Ok(None);
-                };
-                pool_row(&row, join.columns, pg_value)?
-            }
-        };
+        let (token, user) = on_pool!(self.backend, |pool| {
+            let Some(row) = sqlx::query(sql)
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            pool_row(&row, join.columns)?
+        });
         Ok(Some((token_from_row(*hash, token)?, user)))
     }
 }
 
-fn native_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+fn native_value((i, value): (usize, SqlValue)) -> Result<Value, StoreError> {
+    Ok(match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(n) => Value::from(n),
+        SqlValue::Real(f) => float(f),
+        SqlValue::Text(t) => Value::String(t),
+        SqlValue::Blob(_) => return Err(unsupported(i, "BLOB")),
+    })
 }
 
-fn native_value(row: &rusqlite::Row<'_>, i: usize) -> Result<Value, StoreError> {
-    use rusqlite::types::ValueRef;
-    let value = row
-        .get_ref(TOKEN_COLUMNS + 1 + i)
-        .map_err(crate::native::sqlite)?;
-    Ok(match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(n) => Value::from(n),
-        ValueRef::Real(f) => float(f),
-        ValueRef::Text(t) => Value::String(
-            std::str::from_utf8(t)
-                .map_err(|_| column_type(i, "UTF-8 text"))?
-                .to_owned(),
-        ),
-        ValueRef::Blob(_) => return Err(unsupported(i, "BLOB")),
-    })
+/// A row of one of sqlx's pools whose columns the user row may hold.
+trait PoolRow: sqlx::Row {
+    /// Column `at`, not NULL, of the SQL type named `ty`, as JSON; `None`
+    /// for a type it does not map.
+    fn typed(&self, ty: &str, at: usize) -> Option<Result<Value, sqlx::Error>>;
+}
+
+impl PoolRow for SqliteRow {
+    fn typed(&self, ty: &str, at: usize) -> Option<Result<Value, sqlx::Error>> {
+        Some(match ty {
+            "INTEGER" | "BOOLEAN" | "NUMERIC" => {
+                self.try_get_unchecked::<i64, _>(at).map(Value::from)
+            }
+            "REAL" => self.try_get_unchecked::<f64, _>(at).map(float),
+            "TEXT" | "DATE" | "TIME" | "DATETIME" => {
+                self.try_get_unchecked::<String, _>(at).map(Value::String)
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl PoolRow for PgRow {
+    fn typed(&self, ty: &str, at: usize) -> Option<Result<Value, sqlx::Error>> {
+        Some(match ty {
+            "INT2" => self.try_get::<i16, _>(at).map(Value::from),
+            "INT4" => self.try_get::<i32, _>(at).map(Value::from),
+            "INT8" => self.try_get::<i64, _>(at).map(Value::from),
+            "FLOAT4" => self.try_get::<f32, _>(at).map(|f| float(f64::from(f))),
+            "FLOAT8" => self.try_get::<f64, _>(at).map(float),
+            "BOOL" => self.try_get::<bool, _>(at).map(Value::Bool),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => {
+                self.try_get::<String, _>(at).map(Value::String)
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// The token, and the user's columns when a user row matched, from a row
 /// of one of sqlx's pools.
-fn pool_row<R: sqlx::Row>(
-    row: &R,
-    columns: usize,
-    value: fn(&R, usize) -> Result<Value, StoreError>,
-) -> Result<(TokenRow, Option<UserRow>), StoreError>
+fn pool_row<R: PoolRow>(row: &R, columns: usize) -> Result<(TokenRow, Option<UserRow>), StoreError>
 where
     TokenRow: for<'r> sqlx::FromRow<'r, R>,
     bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -265,53 +274,22 @@ where
 {
     let token = TokenRow::from_row(row).map_err(db)?;
     let matched: bool = row.try_get(TOKEN_COLUMNS).map_err(db)?;
-    let user = if matched {
-        let values = (0..columns)
-            .map(|i| value(row, i))
-            .collect::<Result<_, _>>()?;
-        Some(UserRow(values))
-    } else {
-        None
-    };
-    Ok((token, user))
-}
-
-fn sqlite_value(row: &SqliteRow, i: usize) -> Result<Value, StoreError> {
-    let at = TOKEN_COLUMNS + 1 + i;
-    let raw = row.try_get_raw(at).map_err(db)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
+    if !matched {
+        return Ok((token, None));
     }
-    let ty = raw.type_info().name().to_owned();
-    Ok(match ty.as_str() {
-        "INTEGER" | "BOOLEAN" | "NUMERIC" => {
-            Value::from(row.try_get_unchecked::<i64, _>(at).map_err(db)?)
+    let mut values = Vec::with_capacity(columns);
+    for i in 0..columns {
+        let at = TOKEN_COLUMNS + 1 + i;
+        let raw = row.try_get_raw(at).map_err(db)?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
         }
-        "REAL" => float(row.try_get_unchecked::<f64, _>(at).map_err(db)?),
-        "TEXT" | "DATE" | "TIME" | "DATETIME" => {
-            Value::String(row.try_get_unchecked::<String, _>(at).map_err(db)?)
+        let ty = raw.type_info().name().to_owned();
+        match row.typed(&ty, at) {
+            Some(value) => values.push(value.map_err(db)?),
+            None => return Err(unsupported(i, &ty)),
         }
-        other => return Err(unsupported(i, other)),
-    })
-}
-
-fn pg_value(row: &PgRow, i: usize) -> Result<Value, StoreError> {
-    let at = TOKEN_COLUMNS + 1 + i;
-    let raw = row.try_get_raw(at).map_err(db)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
     }
-    let ty = raw.type_info().name().to_owned();
-    Ok(match ty.as_str() {
-        "INT2" => Value::from(row.try_get::<i16, _>(at).map_err(db)?),
-        "INT4" => Value::from(row.try_get::<i32, _>(at).map_err(db)?),
-        "INT8" => Value::from(row.try_get::<i64, _>(at).map_err(db)?),
-        "FLOAT4" => float(f64::from(row.try_get::<f32, _>(at).map_err(db)?)),
-        "FLOAT8" => float(row.try_get::<f64, _>(at).map_err(db)?),
-        "BOOL" => Value::Bool(row.try_get::<bool, _>(at).map_err(db)?),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => {
-            Value::String(row.try_get::<String, _>(at).map_err(db)?)
-        }
-        other => return Err(unsupported(i, other)),
-    })
+    Ok((token, Some(UserRow(values))))
 }
