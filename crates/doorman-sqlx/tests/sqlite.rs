@@ -1084,19 +1084,7 @@ async fn a_purge_in_many_steps_removes_exactly_what_expired() {
     while let Some(r) = tasks.join_next().await {
         r.expect("task");
     }
-    let live = grant(&app, Some(&user));
-    let live_token = token(
-        &live,
-        TokenKind::Access,
-        random_hash(),
-        Some(TimeDelta::hours(1)),
-    );
-    assert!(
-        store
-            .create_grant(&live, std::slice::from_ref(&live_token))
-            .await
-            .expect("live")
-    );
+    let (live, live_token) = common::live_token(&store, &app, Some(&user)).await;
     let pending = code(&app, &user, random_hash());
     store.put_code(&pending).await.expect("code");
     store.revoke_grant(&pending.grant_id).await.expect("marker");

@@ -306,6 +306,29 @@ pub fn token(
     }
 }
 
+/// A grant of `app` for `user` with one access token, valid for an hour,
+/// stored in `store`.
+pub async fn live_token(
+    store: &SqlStore,
+    app: &Client,
+    user: Option<&UserId>,
+) -> (GrantRecord, TokenRecord) {
+    let g = grant(app, user);
+    let t = token(
+        &g,
+        TokenKind::Access,
+        random_hash(),
+        Some(TimeDelta::hours(1)),
+    );
+    assert!(
+        store
+            .create_grant(&g, std::slice::from_ref(&t))
+            .await
+            .expect("grant")
+    );
+    (g, t)
+}
+
 pub fn random_hash() -> TokenHash {
     doorman::AccessToken::generate().hash()
 }
@@ -556,19 +579,7 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, pg: bool) {
     let gone = UserId::new("99");
     let mut tokens = Vec::new();
     for user in [Some(&ada), Some(&gone), None] {
-        let g = grant(&app, user);
-        let t = token(
-            &g,
-            TokenKind::Access,
-            random_hash(),
-            Some(TimeDelta::hours(1)),
-        );
-        assert!(
-            store
-                .create_grant(&g, std::slice::from_ref(&t))
-                .await
-                .expect("grant")
-        );
+        let (_, t) = live_token(store, &app, user).await;
         tokens.push(t);
     }
 
@@ -616,19 +627,7 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, pg: bool) {
         ("+42", false),
         (" 42", false),
     ] {
-        let g = grant(&app, Some(&UserId::new(id)));
-        let t = token(
-            &g,
-            TokenKind::Access,
-            random_hash(),
-            Some(TimeDelta::hours(1)),
-        );
-        assert!(
-            store
-                .create_grant(&g, std::slice::from_ref(&t))
-                .await
-                .expect("grant")
-        );
+        let (_, t) = live_token(store, &app, Some(&UserId::new(id))).await;
         match store.token_with_user(&t.hash, &join).await {
             Ok(Some((record, row))) => {
                 assert!(!(pg && fails_on_pg), "{id:?} was read on PostgreSQL");
@@ -642,19 +641,7 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, pg: bool) {
     // A text key matches exactly.
     let by_handle = UserJoin::on_text_key(&format!("{table} u"), "u.handle", &["u.name"]);
     for (id, name) in [("ada", Some("Ada")), ("Ada", None), ("ada ", None)] {
-        let g = grant(&app, Some(&UserId::new(id)));
-        let t = token(
-            &g,
-            TokenKind::Access,
-            random_hash(),
-            Some(TimeDelta::hours(1)),
-        );
-        assert!(
-            store
-                .create_grant(&g, std::slice::from_ref(&t))
-                .await
-                .expect("grant")
-        );
+        let (_, t) = live_token(store, &app, Some(&UserId::new(id))).await;
         let (_, row) = store
             .token_with_user(&t.hash, &by_handle)
             .await
