@@ -654,6 +654,23 @@ pub async fn check_token_with_user(store: &SqlStore, ddl: &str, pg: bool) {
         );
     }
 
+    // A column of a type with no JSON form is an error that says to cast
+    // it, not a guess.
+    let blob = if pg {
+        "CAST(u.name AS BYTEA)"
+    } else {
+        "CAST(u.name AS BLOB)"
+    };
+    let bytes = UserJoin::on_integer_key(&format!("{table} u"), "u.id", &["u.name", blob]);
+    let e = store
+        .token_with_user(&tokens[0].hash, &bytes)
+        .await
+        .expect_err("a byte string has no JSON form");
+    assert!(
+        e.to_string().contains("user column 1") && e.to_string().contains("cast it"),
+        "{e}"
+    );
+
     // No token: nothing, not Bob's row.
     assert_eq!(
         store
