@@ -89,9 +89,18 @@ impl AuthorizationServer {
         token: &str,
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
-        let hash = TokenHash::of_token(token);
-        let record = self.inner.store.token(&hash).await.map_err(store_err)?;
-        self.check_token(&hash, record, required_scope)
+        self.validate_hash(&TokenHash::of_token(token), required_scope)
+            .await
+    }
+
+    /// Reads the token stored under `hash` from the store and checks it.
+    async fn validate_hash(
+        &self,
+        hash: &TokenHash,
+        required_scope: Option<&str>,
+    ) -> Result<ValidatedToken, BearerError> {
+        let record = self.inner.store.token(hash).await.map_err(store_err)?;
+        self.check_token(hash, record, required_scope)
     }
 
     /// Whether `record`, read under `hash`, is a live access token carrying
@@ -168,8 +177,7 @@ impl AuthorizationServer {
         };
         let (token, claims) = match joined {
             TokenClaims::Separate => {
-                let record = self.inner.store.token(&hash).await.map_err(store_err)?;
-                let token = self.check_token(&hash, record, None)?;
+                let token = self.validate_hash(&hash, None).await?;
                 let claims = self.read_claims(&token).await?;
                 (token, claims)
             }
