@@ -22,13 +22,15 @@
 //! store's size: it works one shard at a time, finds what expired under a
 //! read lock, removes it under the write lock at most [`PURGE_CHUNK`]
 //! records at a time (dropping them after the lock is released), and lets
-//! the executor run other tasks between steps.
+//! the executor run other tasks between steps. Purges take turns (a
+//! second one waits for the first), so whatever expired is gone when any
+//! of them answers.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::task::Poll;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Poll, Waker};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -72,6 +74,8 @@ pub struct MemoryStore {
     /// its insertion, and a purge only drops entries inserted before it
     /// scanned the codes (see [`GrantEntry`]).
     purges: AtomicU64,
+    /// One purge at a time (see [`PurgeGate`]).
+    purging: PurgeGate,
 }
 
 /// Tokens by key. A [`StoredToken`] is 56 bytes with its strings packed
@@ -94,6 +98,7 @@ impl MemoryStore {
             users: Shards::new(),
             keys: RandomState::new(),
             purges: AtomicU64::new(0),
+            purging: PurgeGate::default(),
         }
     }
 }
@@ -918,6 +923,7 @@ type Referenced = HashSet<u64>;
 
 impl MemoryStore {
     async fn purge(&self, now: DateTime<Utc>) -> Purged {
+        let _turn = self.purging.enter().await;
         let mut purged = Purged::default();
         // This purge's number: grant entries inserted from now on are not
         // its to drop (it may not see their codes).
@@ -1118,6 +1124,56 @@ impl MemoryStore {
             }
         }
         live
+    }
+}
+
+/// Lets one purge run at a time. A purge removes expired tokens in one
+/// step and the grants they emptied in a later one, yielding in between:
+/// a second purge running meanwhile finds those tokens already gone and
+/// leaves their grants to the first, and could answer while they are
+/// still there. Waiting for the first (its task parked, not spinning)
+/// means that whatever expired is gone when any purge answers.
+#[derive(Default)]
+struct PurgeGate(Mutex<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    busy: bool,
+    waiting: Vec<Waker>,
+}
+
+impl PurgeGate {
+    async fn enter(&self) -> PurgeTurn<'_> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if !state.busy {
+                state.busy = true;
+                return Poll::Ready(());
+            }
+            if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+        PurgeTurn(self)
+    }
+}
+
+/// A purge's turn; ends when dropped (also when the purge is cancelled)
+/// and wakes the purges waiting for it.
+struct PurgeTurn<'a>(&'a PurgeGate);
+
+impl Drop for PurgeTurn<'_> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut state = self.0.0.lock().unwrap_or_else(PoisonError::into_inner);
+            state.busy = false;
+            std::mem::take(&mut state.waiting)
+        };
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -2045,6 +2101,55 @@ mod tests {
         let later = t0() + TimeDelta::hours(4);
         assert!(store.purge_expired(later).await.is_ok());
         assert_eq!(store.create_grant(&g, &tokens).await.ok(), Some(true));
+    }
+
+    /// A purge that starts while another is half-way (its tokens removed,
+    /// the grants they emptied not yet) waits for it: when it answers,
+    /// the emptied grants are gone. It answered with them still there
+    /// (a flaky shared-store conformance run, 12-05).
+    #[tokio::test]
+    async fn a_purge_answers_only_once_an_earlier_one_has_finished() {
+        use std::future::Future;
+        use std::task::Context;
+
+        let store = MemoryStore::new();
+        let mut grants = Vec::new();
+        for _ in 0..200 {
+            grants.push(grant_expiring(&store, "c", "u", t0() + TimeDelta::hours(1)).await);
+        }
+        let later = t0() + TimeDelta::hours(2);
+        let tokens_left = || {
+            (0..SHARDS)
+                .map(|i| store.tokens.read(i).len())
+                .sum::<usize>()
+        };
+        let grants_left = || {
+            (0..SHARDS)
+                .map(|i| store.grants.read(i).len())
+                .sum::<usize>()
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(store.purge_expired(later));
+        while tokens_left() > 0 {
+            assert!(
+                first.as_mut().poll(&mut cx).is_pending(),
+                "finished in one go"
+            );
+        }
+        assert_eq!(grants_left(), 200, "the first purge is between its steps");
+        // Alone, a purge of this store answers within a few hundred polls:
+        // the second one waits instead, for as long as the first is paused.
+        let mut second = Box::pin(store.purge_expired(later));
+        for _ in 0..10_000 {
+            assert!(
+                second.as_mut().poll(&mut cx).is_pending(),
+                "the second purge answered while the first was half-way ({} grants left)",
+                grants_left()
+            );
+        }
+        while first.as_mut().poll(&mut cx).is_pending() {}
+        assert_eq!(grants_left(), 0);
+        while second.as_mut().poll(&mut cx).is_pending() {}
     }
 
     /// What redeem_code's issuer answers for `code`: its grant and two tokens.
