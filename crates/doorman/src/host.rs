@@ -1,9 +1,11 @@
 //! What the host application answers: who is logged in, where to log in,
 //! what a user's claims and balance are, and how its pages look.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{OAuthError, StoreError};
 use crate::model::{TokenRecord, UserId};
@@ -25,17 +27,38 @@ pub trait Sessions: Send + Sync + 'static {
     fn login_url(&self, return_to: &str) -> String;
 }
 
-/// A user's claims as the host knows them, split by the scope that releases them.
+/// A user's claims as the host knows them, each released with any token
+/// for the user (`base`) or only with a token carrying its scope
+/// (`scoped`).
+///
+/// Names and scopes are usually string literals and are kept as
+/// `&'static str`, so building the claims of a request allocates only for
+/// the values: the userinfo endpoint writes its answer straight from here.
+///
+/// ```
+/// use doorman::UserClaims;
+///
+/// let claims = UserClaims::new()
+///     .base("id", 42)
+///     .scoped("profile", "username", "ada")
+///     .scoped("email", "email", String::from("ada@example.com"));
+/// assert_eq!(claims.iter().count(), 3);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserClaims {
-    /// Released with any token for the user (e.g. `id`, `created_time`, `status`).
-    pub base: Map<String, Value>,
-    /// Released only when the token carries the scope: `(scope, claims)`.
-    pub scoped: Vec<(String, Map<String, Value>)>,
+    claims: Vec<Claim>,
     /// The user's balance, when the host reads it together with the claims
     /// (one row, one query): the server then does not ask [`Balances`].
     /// Released, like a [`Balances`] answer, only with the balance scope.
     pub balance: Option<Balance>,
+}
+
+/// One claim and the scope that releases it (`None`: any token).
+#[derive(Debug, Clone, PartialEq)]
+struct Claim {
+    scope: Option<Cow<'static, str>>,
+    name: Cow<'static, str>,
+    value: Value,
 }
 
 impl UserClaims {
@@ -44,10 +67,15 @@ impl UserClaims {
         Self::default()
     }
 
-    /// Adds an always-released claim.
+    /// Adds an always-released claim. A name given twice keeps its later
+    /// value.
     #[must_use]
-    pub fn base(mut self, name: &str, value: impl Into<Value>) -> Self {
-        self.base.insert(name.to_owned(), value.into());
+    pub fn base(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
+        self.claims.push(Claim {
+            scope: None,
+            name: name.into(),
+            value: value.into(),
+        });
         self
     }
 
@@ -58,18 +86,30 @@ impl UserClaims {
         self
     }
 
-    /// Adds a claim released by `scope`.
+    /// Adds a claim released by `scope`. Released, it takes the place of
+    /// a base claim of the same name; of two released claims of one name,
+    /// the later added wins.
     #[must_use]
-    pub fn scoped(mut self, scope: &str, name: &str, value: impl Into<Value>) -> Self {
-        let value = value.into();
-        if let Some((_, m)) = self.scoped.iter_mut().find(|(s, _)| s == scope) {
-            m.insert(name.to_owned(), value);
-        } else {
-            let mut m = Map::new();
-            m.insert(name.to_owned(), value);
-            self.scoped.push((scope.to_owned(), m));
-        }
+    pub fn scoped(
+        mut self,
+        scope: impl Into<Cow<'static, str>>,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Value>,
+    ) -> Self {
+        self.claims.push(Claim {
+            scope: Some(scope.into()),
+            name: name.into(),
+            value: value.into(),
+        });
         self
+    }
+
+    /// The claims in the order they were added: `(scope, name, value)`,
+    /// the scope `None` for a base claim.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, &str, &Value)> {
+        self.claims
+            .iter()
+            .map(|c| (c.scope.as_deref(), c.name.as_ref(), &c.value))
     }
 }
 

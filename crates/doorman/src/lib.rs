@@ -112,4 +112,4 @@ pub use server::{
     AuthorizationServer, AuthorizeOutcome, AuthorizeRequest, AuthorizedApp, BearerError,
     ClientRegistration, RegisteredClient, SecretChoice, ServerBuilder, ValidatedToken,
 };
-pub use wire::{IssuedTokens, Params, Rfc6749, WireProfile};
+pub use wire::{IssuedTokens, Params, ReleasedClaims, Rfc6749, WireProfile};

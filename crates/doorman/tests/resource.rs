@@ -896,3 +896,101 @@ async fn a_balance_carried_with_the_claims_is_released_by_scope_only() {
     assert!(v.get("quota").is_none(), "{v}");
     assert!(v.get("balance_formatted").is_none(), "{v}");
 }
+
+/// A host whose claims overlap: a scoped claim takes the place of a base
+/// claim of its name, the balance fields take the place of claims named
+/// like them, and the host's own `sub` that of the token's user.
+struct Overlapping;
+
+#[async_trait]
+impl doorman::Claims for Overlapping {
+    async fn claims(&self, _: &UserId) -> Result<Option<doorman::UserClaims>, StoreError> {
+        Ok(Some(
+            doorman::UserClaims::new()
+                .base("name", "base")
+                .base("quota", "host quota")
+                .scoped("profile", "name", "profile")
+                .scoped("profile", "sub", String::from("host-sub"))
+                .base("created", 5)
+                .with_balance(doorman::Balance {
+                    quota: 9,
+                    used_quota: 4,
+                    formatted: "0.01".into(),
+                    topup_url: "https://idp.example/topup".into(),
+                }),
+        ))
+    }
+}
+
+/// A profile that wraps every JSON answer but says nothing of userinfo.
+struct Wrapped;
+
+impl WireProfile for Wrapped {
+    fn json(&self, status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
+        doorman::wire::json_response(status, &json!({"code": 0, "data": body}))
+    }
+}
+
+fn overlapping(profile: Option<Arc<dyn WireProfile>>) -> Harness {
+    let clock = Arc::new(doorman::ManualClock::starting_now());
+    let store = Arc::new(doorman::MemoryStore::new());
+    let mut builder =
+        AuthorizationServer::builder(config().build(), store.clone(), Arc::new(HeaderSessions))
+            .claims(Arc::new(Overlapping))
+            .clock(clock.clone());
+    if let Some(p) = profile {
+        builder = builder.profile(p);
+    }
+    Harness {
+        server: builder.build(),
+        clock,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn userinfo_keeps_one_claim_per_name_by_precedence_in_name_order() {
+    let h = overlapping(None);
+    let app = h.app(false).await;
+    let t = user_tokens(&h, &app, "profile balance").await;
+    let res = h
+        .get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        body_text(&res),
+        r#"{"balance_formatted":"0.01","created":5,"name":"profile","quota":9,"sub":"host-sub","used_quota":4}"#
+    );
+
+    // Without `profile`, the base claims stand and `sub` is the token's user.
+    let t = user_tokens(&h, &app, "balance").await;
+    let v = json(
+        &h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
+            .await,
+    );
+    assert_eq!(v["name"], "base");
+    assert_eq!(v["sub"], "alice");
+    assert_eq!(v["quota"], 9);
+    let t = user_tokens(&h, &app, "profile").await;
+    let v = json(
+        &h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
+            .await,
+    );
+    assert_eq!(v["quota"], "host quota");
+    assert!(v.get("used_quota").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn a_profile_that_wraps_its_json_wraps_the_userinfo_answer() {
+    let h = overlapping(Some(Arc::new(Wrapped)));
+    let app = h.app(false).await;
+    let t = user_tokens(&h, &app, "profile").await;
+    let v = json(
+        &h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
+            .await,
+    );
+    assert_eq!(
+        v,
+        json!({"code": 0, "data": {"created": 5, "name": "profile", "quota": "host quota", "sub": "host-sub"}})
+    );
+}

@@ -47,7 +47,8 @@ pub const SEED_USERS: &[(&str, &str, &str, i64, i64)] = &[
 /// The host's data, shared by its routes and the core's callbacks.
 pub(crate) struct HostData {
     pub(crate) db: Db,
-    issuer: String,
+    /// The top-up page's URL (under the issuer).
+    topup_url: String,
     secure_cookies: bool,
     /// User id → username, for the consent page (which the core renders
     /// synchronously). Filled on every session lookup.
@@ -117,7 +118,7 @@ impl HostData {
         Ok(Self {
             db,
             secure_cookies: issuer.starts_with("https://"),
-            issuer,
+            topup_url: format!("{issuer}/topup"),
             usernames: RwLock::new(HashMap::new()),
             dummy_hash,
         })
@@ -256,7 +257,7 @@ impl HostData {
 
     /// The top-up page's URL.
     pub(crate) fn topup_url(&self) -> String {
-        format!("{}/topup", self.issuer)
+        self.topup_url.clone()
     }
 
     async fn user(&self, user: &UserId) -> Result<Option<User>, StoreError> {
@@ -270,8 +271,15 @@ impl HostData {
 /// The key of the user `user` names: the demo's user ids are its keys
 /// written out, so `"042"` or `"+42"` name no user, as in the joined read.
 fn user_key(user: &UserId) -> Option<i64> {
-    let id = user.as_str().parse::<i64>().ok()?;
-    (id.to_string() == user.as_str()).then_some(id)
+    let s = user.as_str();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    // Written out, a key has no sign but `-`, and no leading zero but "0".
+    let canonical = digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && (!digits.starts_with('0') || s == "0");
+    if !canonical {
+        return None;
+    }
+    s.parse::<i64>().ok()
 }
 
 #[async_trait]
@@ -357,8 +365,49 @@ mod tests {
     fn a_user_id_names_a_key_only_written_exactly() {
         assert_eq!(user_key(&UserId::new("42")), Some(42));
         assert_eq!(user_key(&UserId::new("-7")), Some(-7));
-        for near in ["042", "+42", " 42", "42 ", "42abc", "", "4.2e1"] {
+        assert_eq!(user_key(&UserId::new("0")), Some(0));
+        let min = i64::MIN.to_string();
+        assert_eq!(user_key(&UserId::new(min)), Some(i64::MIN));
+        for near in [
+            "042",
+            "+42",
+            " 42",
+            "42 ",
+            "42abc",
+            "",
+            "4.2e1",
+            "-0",
+            "-042",
+            "00",
+            "-",
+            "+",
+            "9223372036854775808",
+        ] {
             assert_eq!(user_key(&UserId::new(near)), None, "{near:?}");
+        }
+        // Exactly the ids that are a key written out.
+        for n in [
+            -1_000_001_i64,
+            -10,
+            -1,
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            123_456,
+            i64::MAX,
+        ] {
+            for id in [
+                n.to_string(),
+                format!("0{n}"),
+                format!("+{n}"),
+                format!("{n}0"),
+            ] {
+                let written = id.parse::<i64>().ok().filter(|k| k.to_string() == id);
+                assert_eq!(user_key(&UserId::new(id.clone())), written, "{id:?}");
+            }
         }
     }
 

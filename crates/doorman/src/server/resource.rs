@@ -1,5 +1,7 @@
 //! Resource side: bearer validation (RFC 6750), userinfo and top-up.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{Method, Request, Response, StatusCode};
@@ -7,11 +9,11 @@ use serde_json::{Map, Value, json};
 
 use super::AuthorizationServer;
 use crate::error::{ErrorCode, OAuthError, StoreError};
-use crate::host::{TokenClaims, UserClaims};
-use crate::model::{GrantId, TokenKind, TokenRecord, UserId};
+use crate::host::{Balance, TokenClaims, UserClaims};
+use crate::model::{Client, GrantId, TokenKind, TokenRecord, UserId};
 use crate::scope::Scopes;
 use crate::secret::TokenHash;
-use crate::wire::method_not_allowed;
+use crate::wire::{ClaimValue, Rank, ReleasedClaims, method_not_allowed};
 
 /// A bearer token that passed validation: what a host route may rely on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,40 +162,44 @@ impl AuthorizationServer {
             return method_not_allowed(self.profile(), "GET, POST");
         }
         let (parts, _) = request.into_parts();
-        match self.userinfo_claims(&parts).await {
-            Ok(body) => self.profile().json(StatusCode::OK, &Value::Object(body)),
+        let (token, claims) = match self.userinfo_token(&parts).await {
+            Ok(read) => read,
+            Err(e) => return self.bearer_error_response(&e),
+        };
+        match self.release(&token, claims).await {
+            Ok(release) => self.profile().userinfo_response(&release.claims()),
             Err(e) => self.bearer_error_response(&e),
         }
     }
 
-    async fn userinfo_claims(
+    /// The request's token, checked, and its user's claims.
+    async fn userinfo_token(
         &self,
         parts: &http::request::Parts,
-    ) -> Result<Map<String, Value>, BearerError> {
+    ) -> Result<(ValidatedToken, Option<UserClaims>), BearerError> {
         let hash = TokenHash::of_token(self.bearer_of(parts)?);
         let joined = match &self.inner.claims {
             Some(c) => c.claims_with_token(&hash).await.map_err(store_err)?,
             None => TokenClaims::Separate,
         };
-        let (token, claims) = match joined {
+        match joined {
             TokenClaims::Separate => {
                 let token = self.validate_hash(&hash, None).await?;
                 let claims = self.read_claims(&token).await?;
-                (token, claims)
+                Ok((token, claims))
             }
-            TokenClaims::NoToken => return Err(invalid_token()),
+            TokenClaims::NoToken => Err(invalid_token()),
             TokenClaims::Found(record, claims) => {
                 let token = self.check_token(&hash, Some(record), None)?;
                 if token.user_id.is_none() {
                     return Err(no_user());
                 }
                 match claims {
-                    Some(claims) => (token, Some(claims)),
-                    None => return Err(user_gone()),
+                    Some(claims) => Ok((token, Some(claims))),
+                    None => Err(user_gone()),
                 }
             }
-        };
-        self.release_claims(&token, claims).await
+        }
     }
 
     /// The claims a validated token may see, as a JSON object.
@@ -202,7 +208,7 @@ impl AuthorizationServer {
         token: &ValidatedToken,
     ) -> Result<Map<String, Value>, BearerError> {
         let claims = self.read_claims(token).await?;
-        self.release_claims(token, claims).await
+        Ok(self.release(token, claims).await?.claims().to_map())
     }
 
     /// The host's claims of the token's user (`None` when the host has no
@@ -220,18 +226,18 @@ impl AuthorizationServer {
         }
     }
 
-    /// What of the user's `claims` (and balance) the token's scopes and
-    /// the client's claim-release list let through, as a JSON object.
-    async fn release_claims(
+    /// What the release of the user's `claims` to `token` needs: the
+    /// balance (when the token's scopes let it through) and the client's
+    /// claim-release list.
+    async fn release<'t>(
         &self,
-        token: &ValidatedToken,
+        token: &'t ValidatedToken,
         mut claims: Option<UserClaims>,
-    ) -> Result<Map<String, Value>, BearerError> {
+    ) -> Result<Release<'t>, BearerError> {
         let Some(user) = &token.user_id else {
             return Err(no_user());
         };
-        let balance_scope = &self.config().balance_scope;
-        let balance = if !token.scope.contains(balance_scope) {
+        let balance = if !token.scope.contains(&self.config().balance_scope) {
             None
         } else if let Some(b) = claims.as_mut().and_then(|c| c.balance.take()) {
             Some(b)
@@ -242,34 +248,14 @@ impl AuthorizationServer {
         };
         // The client's claim-release list, read through the client cache.
         let client = self.client(&token.client_id).await.map_err(store_err)?;
-        let released = client.as_ref().and_then(|c| c.released_claims.as_deref());
-        let allowed = |name: &str| released.is_none_or(|r| r.iter().any(|n| n == name));
-        let mut out = Map::new();
-        if let Some(claims) = claims {
-            // The base claims are all released: their map is the answer's start.
-            out = claims.base;
-            for (scope, map) in claims.scoped {
-                if token.scope.contains(&scope) {
-                    out.extend(map.into_iter().filter(|(k, _)| allowed(k)));
-                }
-            }
-        }
-        if let Some(b) = balance {
-            for (k, v) in [
-                ("quota", json!(b.quota)),
-                ("used_quota", json!(b.used_quota)),
-                ("balance_formatted", json!(b.formatted)),
-            ] {
-                if allowed(k) {
-                    out.insert(k.to_owned(), v);
-                }
-            }
-        }
-        out.entry("sub")
-            .or_insert_with(|| Value::String(user.as_str().to_owned()));
-        Ok(out)
+        Ok(Release {
+            token,
+            user,
+            claims,
+            balance,
+            client,
+        })
     }
-
     /// The top-up endpoint: `{"topup_url": …}` for a token with the balance scope.
     pub async fn topup(&self, request: Request<Bytes>) -> Response<Bytes> {
         if request.method() != Method::GET {
@@ -295,6 +281,54 @@ impl AuthorizationServer {
             Ok(None) => self.bearer_error_response(&user_gone()),
             Err(e) => self.bearer_error_response(&store_err(e)),
         }
+    }
+}
+
+/// A token's user's claims with what decides their release.
+struct Release<'t> {
+    token: &'t ValidatedToken,
+    user: &'t UserId,
+    claims: Option<UserClaims>,
+    balance: Option<Balance>,
+    client: Option<Arc<Client>>,
+}
+
+impl Release<'_> {
+    /// What the token's scopes and the client's claim-release list let
+    /// through: every base claim, the scoped claims of the token's scopes
+    /// the list names (all of them when the client has no list), the
+    /// balance fields the list names, and `sub` (the token's user) unless
+    /// the host gave one.
+    fn claims(&self) -> ReleasedClaims<'_> {
+        let released = self
+            .client
+            .as_ref()
+            .and_then(|c| c.released_claims.as_deref());
+        let allowed = |name: &str| released.is_none_or(|r| r.iter().any(|n| n == name));
+        let count = self.claims.as_ref().map_or(0, |c| c.iter().count());
+        let mut out = ReleasedClaims::with_capacity(count + 4);
+        for (scope, name, value) in self.claims.iter().flat_map(UserClaims::iter) {
+            match scope {
+                None => out.push(name, Rank::Base, ClaimValue::Json(value)),
+                Some(scope) if self.token.scope.contains(scope) && allowed(name) => {
+                    out.push(name, Rank::Scoped, ClaimValue::Json(value));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(b) = &self.balance {
+            for (name, value) in [
+                ("quota", ClaimValue::Int(b.quota)),
+                ("used_quota", ClaimValue::Int(b.used_quota)),
+                ("balance_formatted", ClaimValue::Text(&b.formatted)),
+            ] {
+                if allowed(name) {
+                    out.push(name, Rank::Balance, value);
+                }
+            }
+        }
+        out.push("sub", Rank::Subject, ClaimValue::Text(self.user.as_str()));
+        out.finish()
     }
 }
 

@@ -5,8 +5,11 @@
 //! a documented provider's envelope (`{ec, em, data}`, `{status, msg,
 //! result}`, …) is another profile, and grant logic never branches on it.
 
+mod claims;
 mod params;
 
+pub use claims::ReleasedClaims;
+pub(crate) use claims::{ClaimValue, Rank};
 pub use params::Params;
 
 use bytes::Bytes;
@@ -121,7 +124,14 @@ pub trait WireProfile: Send + Sync + 'static {
         res
     }
 
-    /// Any other JSON answer (introspection, userinfo, metadata, registration).
+    /// The userinfo answer (status 200): the released claims as one JSON
+    /// object. The default hands them to [`WireProfile::json`] as a map, so
+    /// a profile that wraps its JSON answers wraps this one too.
+    fn userinfo_response(&self, claims: &ReleasedClaims<'_>) -> Response<Bytes> {
+        self.json(StatusCode::OK, &Value::Object(claims.to_map()))
+    }
+
+    /// Any other JSON answer (introspection, metadata, registration).
     fn json(&self, status: StatusCode, body: &Value) -> Response<Bytes> {
         json_response(status, body)
     }
@@ -131,7 +141,13 @@ pub trait WireProfile: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Rfc6749;
 
-impl WireProfile for Rfc6749 {}
+impl WireProfile for Rfc6749 {
+    /// Writes the claims straight to the answer: the same bytes as the
+    /// default, without building the map.
+    fn userinfo_response(&self, claims: &ReleasedClaims<'_>) -> Response<Bytes> {
+        json_response(StatusCode::OK, claims)
+    }
+}
 
 /// `{"error": …, "error_description": …}`.
 #[derive(Serialize)]
