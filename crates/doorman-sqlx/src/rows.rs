@@ -32,11 +32,13 @@ fn hash(bytes: &[u8], what: &str) -> Result<TokenHash, StoreError> {
 }
 
 pub(crate) fn scope_text(s: &Scopes) -> String {
-    s.to_string()
+    s.as_str().to_owned()
 }
 
+/// The scope column: the canonical string this crate wrote (one copy), or
+/// whatever else a row holds, read leniently as its tokens.
 fn scopes(text: &str) -> Scopes {
-    Scopes::from_tokens(text.split(' ').filter(|t| !t.is_empty()))
+    Scopes::parse(text).unwrap_or_else(|_| Scopes::from_tokens(text.split(' ')))
 }
 
 pub(crate) fn kind_text(k: TokenKind) -> &'static str {

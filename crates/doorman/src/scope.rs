@@ -8,8 +8,11 @@ use std::fmt;
 /// Parsing enforces the RFC 6749 §3.3 grammar: tokens separated by single
 /// spaces, each made of `%x21 / %x23-5B / %x5D-7E` (printable ASCII except
 /// space, `"` and `\`).
+///
+/// The set is held as its canonical scope string (the sorted tokens,
+/// single spaces between): one allocation, written out as it is.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Scopes(Vec<String>);
+pub struct Scopes(String);
 
 /// Why a scope string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +32,7 @@ fn is_scope_char(c: u8) -> bool {
 impl Scopes {
     /// The empty set.
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Self(String::new())
     }
 
     /// Parses a space-delimited scope string; the empty string is the empty set.
@@ -37,7 +40,8 @@ impl Scopes {
         if s.is_empty() {
             return Ok(Self::empty());
         }
-        let mut out = Vec::new();
+        let mut canonical = true;
+        let mut previous: Option<&str> = None;
         for tok in s.split(' ') {
             if tok.is_empty() {
                 return Err(ScopeError::BadSeparator);
@@ -45,43 +49,69 @@ impl Scopes {
             if !tok.bytes().all(is_scope_char) {
                 return Err(ScopeError::BadCharacter);
             }
-            out.push(tok.to_owned());
+            canonical &= previous.is_none_or(|p| p < tok);
+            previous = Some(tok);
         }
-        Ok(Self::from_tokens(out))
+        if canonical {
+            // Already sorted and without duplicates: the string is the set.
+            return Ok(Self(s.to_owned()));
+        }
+        Ok(Self::from_strs(s.split(' ')))
     }
 
-    /// Builds a set from tokens known to be valid (sorted, deduplicated here).
+    /// Builds a set from tokens known to be valid (sorted, deduplicated
+    /// here). The set holds no empty token, and a token with spaces in it
+    /// counts as the tokens between them.
     pub fn from_tokens<I, S>(tokens: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<str>,
     {
-        let mut v: Vec<String> = tokens.into_iter().map(Into::into).collect();
-        v.sort_unstable();
-        v.dedup();
-        Self(v)
+        let tokens: Vec<S> = tokens.into_iter().collect();
+        Self::from_strs(tokens.iter().flat_map(|t| t.as_ref().split(' ')))
     }
 
-    /// A set from tokens that are already sorted and deduplicated (as a
-    /// set's own [`Scopes::iter`] gives them), kept as they are.
-    pub(crate) fn from_sorted(tokens: Vec<String>) -> Self {
-        debug_assert!(tokens.windows(2).all(|w| w[0] < w[1]));
-        Self(tokens)
+    /// The set of `tokens`: sorted, deduplicated, empty ones left out.
+    fn from_strs<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
+        let mut v: Vec<&str> = tokens.filter(|t| !t.is_empty()).collect();
+        v.sort_unstable();
+        v.dedup();
+        Self(v.join(" "))
+    }
+
+    /// A set from its canonical string, as [`Scopes::as_str`] gave it (a
+    /// store reading back what it wrote), kept as it is.
+    pub(crate) fn from_canonical(s: String) -> Self {
+        debug_assert!(
+            s.is_empty()
+                || s.split(' ')
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .all(|w| w[0] < w[1]),
+            "not a canonical scope string: {s:?}"
+        );
+        Self(s)
+    }
+
+    /// The canonical scope string: the tokens, sorted, single spaces
+    /// between (the RFC 6749 §3.3 form); empty for the empty set.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// Whether the set holds `scope`.
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
+        self.iter().any(|s| s == scope)
     }
 
     /// Whether every token of `self` is in `other`.
     pub fn is_subset_of(&self, other: &Scopes) -> bool {
-        self.0.iter().all(|s| other.contains(s))
+        self.iter().all(|s| other.contains(s))
     }
 
     /// The union of two sets.
     pub fn union(&self, other: &Scopes) -> Scopes {
-        Scopes::from_tokens(self.0.iter().chain(other.0.iter()).cloned())
+        Scopes::from_strs(self.iter().chain(other.iter()))
     }
 
     /// Whether the set is empty.
@@ -91,24 +121,18 @@ impl Scopes {
 
     /// The tokens, sorted.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.0.split(' ').filter(|t| !t.is_empty())
     }
 
     /// Number of tokens.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 }
 
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(s)?;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
@@ -160,7 +184,37 @@ mod tests {
         assert_eq!(Scopes::parse("a\tb"), Err(ScopeError::BadCharacter));
     }
 
+    #[test]
+    fn the_set_is_its_canonical_string() {
+        assert_eq!(Scopes::parse("b a b").expect("valid").as_str(), "a b");
+        assert_eq!(Scopes::parse("a b").expect("valid").as_str(), "a b");
+        assert_eq!(Scopes::parse("a a").expect("valid").as_str(), "a");
+        let odd = Scopes::from_tokens(["", "z y", "y", "é"]);
+        assert_eq!(odd.as_str(), "y z é");
+        assert_eq!(odd.iter().collect::<Vec<_>>(), ["y", "z", "é"]);
+        assert_eq!(odd.len(), 3);
+        assert!(!odd.contains("") && !odd.contains("y z") && odd.contains("z"));
+        let none = Scopes::from_tokens(["", " "]);
+        assert!(none.is_empty() && none.iter().next().is_none());
+        assert_eq!(none.len(), 0);
+        assert_eq!(none, Scopes::empty());
+        assert!(!Scopes::empty().contains(""));
+    }
+
     proptest! {
+        #[test]
+        fn behaves_as_the_sorted_set_of_its_tokens(tokens in proptest::collection::vec("[a-d]{1,2}", 0..6), probe in "[a-d]{1,2}") {
+            let parsed = Scopes::parse(&tokens.join(" ")).expect("valid");
+            let mut model = tokens.clone();
+            model.sort();
+            model.dedup();
+            prop_assert_eq!(parsed.iter().collect::<Vec<_>>(), model.iter().map(String::as_str).collect::<Vec<_>>());
+            prop_assert_eq!(parsed.to_string(), model.join(" "));
+            prop_assert_eq!(parsed.len(), model.len());
+            prop_assert_eq!(parsed.contains(&probe), model.contains(&probe));
+            prop_assert_eq!(&Scopes::from_tokens(&tokens), &parsed);
+        }
+
         #[test]
         fn parse_never_panics_and_round_trips(s in ".{0,64}") {
             if let Ok(parsed) = Scopes::parse(&s) {

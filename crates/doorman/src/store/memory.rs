@@ -264,8 +264,8 @@ impl Hasher for KeyHasher {
 /// the map key and not repeated.
 struct StoredCode {
     /// `grant_id`, `client_id`, `user_id`, `redirect_uri`, `code_challenge`
-    /// (empty if none), then one field per scope token, separated by
-    /// [`SEP`] — a byte that never occurs in UTF-8, so no escaping.
+    /// (empty if none), then the scope string, separated by [`SEP`] — a
+    /// byte that never occurs in UTF-8, so no escaping.
     text: Box<[u8]>,
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -356,7 +356,7 @@ impl StoredCode {
 
 /// A token packed into one allocation, as [`StoredCode`] is; its hash is
 /// the map key. The text holds `grant_id`, `client_id`, `user_id` (empty
-/// if none), then one field per scope token, separated by [`SEP`].
+/// if none), then the scope string, separated by [`SEP`].
 struct StoredToken {
     text: Box<[u8]>,
     kind: TokenKind,
@@ -421,23 +421,16 @@ fn pack_tokens(tokens: &[TokenRecord]) -> Vec<(TokenHash, StoredToken)> {
         .collect()
 }
 
-/// `head`'s fields, then one per token of `scope`, separated by [`SEP`],
-/// in one allocation of exactly their size.
+/// `head`'s fields, then the scope string, separated by [`SEP`], in one
+/// allocation of exactly their size.
 fn pack(head: &[&str], scope: &Scopes) -> Box<[u8]> {
-    let len = head.iter().map(|s| s.len()).sum::<usize>()
-        + scope.iter().map(|s| s.len() + 1).sum::<usize>()
-        + head.len().saturating_sub(1);
+    let len = head.iter().map(|s| s.len() + 1).sum::<usize>() + scope.as_str().len();
     let mut text = Vec::with_capacity(len);
-    for (i, field) in head.iter().enumerate() {
-        if i > 0 {
-            text.push(SEP);
-        }
+    for field in head {
         text.extend_from_slice(field.as_bytes());
-    }
-    for s in scope.iter() {
         text.push(SEP);
-        text.extend_from_slice(s.as_bytes());
     }
+    text.extend_from_slice(scope.as_str().as_bytes());
     text.into_boxed_slice()
 }
 
@@ -461,14 +454,14 @@ fn next_owned<'a>(f: &mut impl Iterator<Item = &'a [u8]>) -> Result<String, Stor
     text(f.next().ok_or_else(corrupt)?).map(str::to_owned)
 }
 
-/// The scope from the fields left after a packed record's head: the
-/// tokens of a [`Scopes`], packed in its order.
-fn scope<'a>(rest: impl Iterator<Item = &'a [u8]>) -> Result<Scopes, StoreError> {
-    let mut tokens = Vec::new();
-    for s in rest {
-        tokens.push(text(s)?.to_owned());
+/// The scope, the last field of a packed record: the canonical string
+/// of a [`Scopes`], as [`pack`] wrote it.
+fn scope<'a>(mut rest: impl Iterator<Item = &'a [u8]>) -> Result<Scopes, StoreError> {
+    let field = rest.next().ok_or_else(corrupt)?;
+    if rest.next().is_some() {
+        return Err(corrupt());
     }
-    Ok(Scopes::from_sorted(tokens))
+    Ok(Scopes::from_canonical(text(field)?.to_owned()))
 }
 
 fn text(b: &[u8]) -> Result<&str, StoreError> {
@@ -1480,8 +1473,8 @@ mod tests {
             + c.user_id.as_str().len()
             + c.redirect_uri.len()
             + c.code_challenge.as_deref().map_or(0, str::len)
-            + c.scope.iter().map(str::len).sum::<usize>();
-        assert!(stored.text.len() <= strings + 8);
+            + c.scope.as_str().len();
+        assert_eq!(stored.text.len(), strings + 5);
     }
 
     #[test]
@@ -1525,8 +1518,8 @@ mod tests {
         let strings = t.grant_id.as_str().len()
             + t.client_id.len()
             + t.user_id.as_ref().map_or(0, |u| u.as_str().len())
-            + t.scope.iter().map(str::len).sum::<usize>();
-        assert_eq!(stored.text.len(), strings + 2 + t.scope.iter().count());
+            + t.scope.as_str().len();
+        assert_eq!(stored.text.len(), strings + 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -70,14 +70,14 @@ pub trait WireProfile: Send + Sync + 'static {
             expires_in: Option<i64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             refresh_token: Option<&'a str>,
-            scope: String,
+            scope: &'a str,
         }
         let body = Body {
             access_token: tokens.access_token.secret(),
             token_type: "Bearer",
             expires_in: tokens.expires_in,
             refresh_token: tokens.refresh_token.as_ref().map(RefreshToken::secret),
-            scope: tokens.scope.to_string(),
+            scope: tokens.scope.as_str(),
         };
         json_response(StatusCode::OK, &body)
     }
