@@ -395,12 +395,22 @@ async fn introspection_rfc7662() {
         v["exp"].as_i64().unwrap() - v["iat"].as_i64().unwrap(),
         3600
     );
-    // Other clients learn nothing.
-    let v = json(
-        &h.post_client("/api/oauth2/introspect", &other, &[("token", at)])
-            .await,
+    // The standard wire writes its members in name order, nothing else.
+    let res = h
+        .post_client("/api/oauth2/introspect", &app, &[("token", at)])
+        .await;
+    assert_eq!(
+        body_text(&res),
+        format!(
+            r#"{{"active":true,"client_id":"{}","exp":{},"iat":{},"iss":"{ISSUER}","scope":"balance profile","sub":"alice","token_type":"Bearer"}}"#,
+            app.id, v["exp"], v["iat"]
+        )
     );
-    assert_eq!(v, json!({"active": false}));
+    // Other clients learn nothing.
+    let res = h
+        .post_client("/api/oauth2/introspect", &other, &[("token", at)])
+        .await;
+    assert_eq!(body_text(&res), r#"{"active":false}"#);
     // Unknown, revoked, expired: exactly {"active":false}.
     assert_eq!(
         json(
@@ -993,4 +1003,25 @@ async fn a_profile_that_wraps_its_json_wraps_the_userinfo_answer() {
         v,
         json!({"code": 0, "data": {"created": 5, "name": "profile", "quota": "host quota", "sub": "host-sub"}})
     );
+}
+
+#[tokio::test]
+async fn a_profile_that_wraps_its_json_wraps_the_introspection_answer() {
+    let h = overlapping(Some(Arc::new(Wrapped)));
+    let app = h.app(false).await;
+    let t = user_tokens(&h, &app, "profile").await;
+    let at = t["access_token"].as_str().unwrap();
+    let v = json(
+        &h.post_client("/api/oauth2/introspect", &app, &[("token", at)])
+            .await,
+    );
+    assert_eq!(v["code"], 0);
+    assert_eq!(v["data"]["active"], true);
+    assert_eq!(v["data"]["scope"], "profile");
+    assert_eq!(v["data"]["sub"], "alice");
+    let v = json(
+        &h.post_client("/api/oauth2/introspect", &app, &[("token", "nope")])
+            .await,
+    );
+    assert_eq!(v, json!({"code": 0, "data": {"active": false}}));
 }

@@ -95,27 +95,9 @@ impl AuthorizationServer {
             Err(e) => return self.profile().error_response(&e, false),
         };
         let now = self.inner.clock.now();
-        let body = match record {
-            Some(r) if !r.is_expired(now) && r.consumed_at.is_none() => {
-                let mut v = json!({
-                    "active": true,
-                    "scope": r.scope.to_string(),
-                    "client_id": r.client_id,
-                    "token_type": match r.kind { TokenKind::Access => "Bearer", TokenKind::Refresh => "refresh_token" },
-                    "iat": r.issued_at.timestamp(),
-                    "iss": self.config().issuer,
-                });
-                if let Some(exp) = r.expires_at {
-                    v["exp"] = json!(exp.timestamp());
-                }
-                if let Some(u) = &r.user_id {
-                    v["sub"] = json!(u.as_str());
-                }
-                v
-            }
-            _ => json!({ "active": false }),
-        };
-        self.profile().json(StatusCode::OK, &body)
+        let active = record.filter(|r| !r.is_expired(now) && r.consumed_at.is_none());
+        self.profile()
+            .introspection_response(active.as_ref(), &self.config().issuer)
     }
 }
 

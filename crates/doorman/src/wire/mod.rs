@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::UserId;
+use crate::model::{TokenKind, TokenRecord, UserId};
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken};
 
@@ -131,7 +131,19 @@ pub trait WireProfile: Send + Sync + 'static {
         self.json(StatusCode::OK, &Value::Object(claims.to_map()))
     }
 
-    /// Any other JSON answer (introspection, metadata, registration).
+    /// The introspection answer (RFC 7662 §2.2, status 200) for `token`,
+    /// the active token asked about, or `None`: `{"active":false}`. The
+    /// default hands it to [`WireProfile::json`] as a JSON value, so a
+    /// profile that wraps its JSON answers wraps this one too.
+    fn introspection_response(&self, token: Option<&TokenRecord>, issuer: &str) -> Response<Bytes> {
+        let answer = Introspection::of(token, issuer);
+        match serde_json::to_value(&answer) {
+            Ok(v) => self.json(StatusCode::OK, &v),
+            Err(_) => json_response(StatusCode::OK, &answer),
+        }
+    }
+
+    /// Any other JSON answer (metadata, registration).
     fn json(&self, status: StatusCode, body: &Value) -> Response<Bytes> {
         json_response(status, body)
     }
@@ -146,6 +158,63 @@ impl WireProfile for Rfc6749 {
     /// default, without building the map.
     fn userinfo_response(&self, claims: &ReleasedClaims<'_>) -> Response<Bytes> {
         json_response(StatusCode::OK, claims)
+    }
+
+    /// Writes the answer straight from the record: the same bytes as the
+    /// default, without building a JSON value.
+    fn introspection_response(&self, token: Option<&TokenRecord>, issuer: &str) -> Response<Bytes> {
+        json_response(StatusCode::OK, &Introspection::of(token, issuer))
+    }
+}
+
+/// An RFC 7662 answer, its members in name order (as a `serde_json` map
+/// writes them); all but `active` left out for an inactive token.
+#[derive(Serialize)]
+struct Introspection<'a> {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+}
+
+impl<'a> Introspection<'a> {
+    fn of(token: Option<&'a TokenRecord>, issuer: &'a str) -> Self {
+        match token {
+            Some(t) => Self {
+                active: true,
+                client_id: Some(&t.client_id),
+                exp: t.expires_at.map(|e| e.timestamp()),
+                iat: Some(t.issued_at.timestamp()),
+                iss: Some(issuer),
+                scope: Some(t.scope.as_str()),
+                sub: t.user_id.as_ref().map(UserId::as_str),
+                token_type: Some(match t.kind {
+                    TokenKind::Access => "Bearer",
+                    TokenKind::Refresh => "refresh_token",
+                }),
+            },
+            None => Self {
+                active: false,
+                client_id: None,
+                exp: None,
+                iat: None,
+                iss: None,
+                scope: None,
+                sub: None,
+                token_type: None,
+            },
+        }
     }
 }
 
