@@ -70,12 +70,20 @@ impl UserClaims {
     /// Adds an always-released claim. A name given twice keeps its later
     /// value.
     #[must_use]
-    pub fn base(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
-        self.claims.push(Claim {
+    pub fn base(self, name: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
+        self.with(Claim {
             scope: None,
             name: name.into(),
             value: value.into(),
-        });
+        })
+    }
+
+    fn with(mut self, claim: Claim) -> Self {
+        if self.claims.capacity() == 0 {
+            // Room for a usual profile at once, rather than growing 4 → 8.
+            self.claims.reserve(8);
+        }
+        self.claims.push(claim);
         self
     }
 
@@ -91,17 +99,16 @@ impl UserClaims {
     /// the later added wins.
     #[must_use]
     pub fn scoped(
-        mut self,
+        self,
         scope: impl Into<Cow<'static, str>>,
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Value>,
     ) -> Self {
-        self.claims.push(Claim {
+        self.with(Claim {
             scope: Some(scope.into()),
             name: name.into(),
             value: value.into(),
-        });
-        self
+        })
     }
 
     /// The claims in the order they were added: `(scope, name, value)`,

@@ -162,9 +162,7 @@ impl AuthorizationServer {
             // The session ended while the form was open: start the request again after login.
             let replay: Vec<(&str, &str)> = params
                 .pairs()
-                .iter()
-                .filter(|(k, _)| k != "ticket" && k != "decision")
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .filter(|(k, _)| *k != "ticket" && *k != "decision")
                 .collect();
             let return_to = append_query(&self.config().endpoints.authorization, &replay);
             return AuthorizeOutcome::NeedsLogin {

@@ -3,6 +3,7 @@
 //! be included more than once).
 
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 
@@ -10,24 +11,48 @@ use crate::error::OAuthError;
 use crate::secret::hex_val;
 
 /// The name/value pairs of one request, in order, repeats kept.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// Every name and value is decoded into one string, and the pairs are
+/// ranges of it: reading a request's parameters makes two allocations
+/// however many there are.
+#[derive(Clone, Default)]
 pub struct Params {
-    pairs: Vec<(String, String)>,
+    /// The decoded names and values, one after another.
+    text: String,
+    /// Each pair's name and value, as ranges of `text`.
+    pairs: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl fmt::Debug for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Values may be secrets (client_secret, code, tokens): names only.
         f.debug_list()
-            .entries(self.pairs.iter().map(|(k, _)| k))
+            .entries(self.pairs().map(|(k, _)| k))
             .finish()
     }
 }
 
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs().eq(other.pairs())
+    }
+}
+
+impl Eq for Params {}
+
 impl Params {
     /// Pairs as given.
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        Self { pairs }
+        let mut out = Self {
+            text: String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len()).sum()),
+            pairs: Vec::with_capacity(pairs.len()),
+        };
+        for (k, v) in &pairs {
+            let name = out.append(k);
+            let value = out.append(v);
+            out.pairs.push((name, value));
+        }
+        out
     }
 
     /// Parses `application/x-www-form-urlencoded` bytes (the WHATWG URL
@@ -37,7 +62,7 @@ impl Params {
     /// U+FFFD). Never fails today; the `Result` stays so that callers do
     /// not change if a stricter reading ever refuses input.
     pub fn from_form(body: &[u8]) -> Result<Self, OAuthError> {
-        Ok(Self::from_pairs(parse_urlencoded(body)))
+        Ok(parse_urlencoded(body))
     }
 
     /// Parses a query string (without the `?`), as [`Params::from_form`].
@@ -61,13 +86,23 @@ impl Params {
         Ok(Self::from_pairs(pairs))
     }
 
+    /// Appends `s` to the text; its range there.
+    fn append(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
+
+    /// The text at `range` (always within it: the ranges are its own).
+    fn at(&self, range: &Range<usize>) -> &str {
+        self.text.get(range.clone()).unwrap_or_default()
+    }
+
     /// The first name that occurs more than once.
     pub fn repeated(&self) -> Option<&str> {
-        self.pairs
-            .iter()
+        self.pairs()
             .enumerate()
-            .find(|(i, (k, _))| self.pairs[..*i].iter().any(|(k2, _)| k2 == k))
-            .map(|(_, (k, _))| k.as_str())
+            .find_map(|(i, (k, _))| self.pairs().take(i).any(|(k2, _)| k2 == k).then_some(k))
     }
 
     /// Refuses repeated names with `invalid_request`.
@@ -83,15 +118,14 @@ impl Params {
 
     /// The value of `name`; an empty value counts as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
+        self.pairs()
+            .find(|(k, v)| *k == name && !v.is_empty())
+            .map(|(_, v)| v)
     }
 
     /// Whether `name` occurs more than once.
     pub fn is_repeated(&self, name: &str) -> bool {
-        self.pairs.iter().filter(|(k, _)| k == name).count() > 1
+        self.pairs().filter(|(k, _)| *k == name).count() > 1
     }
 
     /// The value of a required parameter, or `invalid_request` naming it.
@@ -103,28 +137,42 @@ impl Params {
 
     /// Renames a parameter (for wire profiles: `app_id` → `client_id`).
     pub fn rename(&mut self, from: &str, to: &str) {
-        for (k, _) in &mut self.pairs {
-            if k == from {
-                *k = to.to_owned();
+        let mut renamed = None;
+        for i in 0..self.pairs.len() {
+            if self.at(&self.pairs[i].0) == from {
+                let name = match &renamed {
+                    Some(r) => Range::clone(r),
+                    None => renamed.insert(self.append(to)).clone(),
+                };
+                self.pairs[i].0 = name;
             }
         }
     }
 
-    /// All pairs.
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.pairs
+    /// All pairs, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.pairs.iter().map(|(k, v)| (self.at(k), self.at(v)))
+    }
+
+    /// Whether there are no pairs at all.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
     }
 }
 
 /// The pairs of a form-urlencoded string, in order. Written out rather
 /// than through `serde_urlencoded`, which this replaces on every token,
-/// introspection and authorize request: a value without escapes is copied
-/// once into its `String`, with no deserializer in between.
-fn parse_urlencoded(input: &[u8]) -> Vec<(String, String)> {
+/// introspection and authorize request.
+fn parse_urlencoded(input: &[u8]) -> Params {
     // Room for the pieces counted, but not more than a real request has:
     // a body of ampersands must not reserve a pair for each of them.
     let pieces = input.iter().filter(|&&b| b == b'&').count() + 1;
-    let mut pairs = Vec::with_capacity(pieces.min(16));
+    let mut out = Params {
+        text: String::with_capacity(input.len()),
+        pairs: Vec::with_capacity(pieces.min(16)),
+    };
+    // Escaped pieces are unescaped here first (allocated on the first).
+    let mut scratch = Vec::new();
     for piece in input.split(|&b| b == b'&') {
         if piece.is_empty() {
             continue;
@@ -133,40 +181,42 @@ fn parse_urlencoded(input: &[u8]) -> Vec<(String, String)> {
             Some(at) => (&piece[..at], &piece[at + 1..]),
             None => (piece, &[][..]),
         };
-        pairs.push((decode(name), decode(value)));
+        let name = decode_into(&mut out, &mut scratch, name);
+        let value = decode_into(&mut out, &mut scratch, value);
+        out.pairs.push((name, value));
     }
-    pairs
+    out
 }
 
-/// One form-urlencoded name or value: `+` → space, `%XX` → byte, then
-/// UTF-8 with invalid sequences replaced (as browsers do).
-fn decode(raw: &[u8]) -> String {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        return String::from_utf8_lossy(raw).into_owned();
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                raw.get(i + 1).and_then(|&c| hex_val(c)),
-                raw.get(i + 2).and_then(|&c| hex_val(c)),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi << 4) | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            _ => out.push(b),
+/// Appends one form-urlencoded name or value to `out`'s text: `+` →
+/// space, `%XX` → byte, then UTF-8 with invalid sequences replaced (as
+/// browsers do). Its range in the text.
+fn decode_into(out: &mut Params, scratch: &mut Vec<u8>, raw: &[u8]) -> Range<usize> {
+    let bytes = if raw.iter().any(|&b| b == b'%' || b == b'+') {
+        scratch.clear();
+        let mut i = 0;
+        while let Some(&b) = raw.get(i) {
+            match b {
+                b'+' => scratch.push(b' '),
+                b'%' => match (
+                    raw.get(i + 1).and_then(|&c| hex_val(c)),
+                    raw.get(i + 2).and_then(|&c| hex_val(c)),
+                ) {
+                    (Some(hi), Some(lo)) => {
+                        scratch.push((hi << 4) | lo);
+                        i += 2;
+                    }
+                    _ => scratch.push(b'%'),
+                },
+                _ => scratch.push(b),
+            }
+            i += 1;
         }
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+        &scratch[..]
+    } else {
+        raw
+    };
+    out.append(&String::from_utf8_lossy(bytes))
 }
 
 /// A parameter name safe to echo in a description: at most 40 printable
@@ -227,11 +277,7 @@ mod tests {
             b"&&a&=v&r=https%3A%2F%2Fx.test%2Fcb&bad=%zz%4&u=%E4%BD%A0&x=%FF&e==",
         )
         .expect("valid");
-        let pairs: Vec<(&str, &str)> = p
-            .pairs()
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = p.pairs().collect();
         assert_eq!(
             pairs,
             [
@@ -244,7 +290,7 @@ mod tests {
                 ("e", "="),
             ]
         );
-        assert_eq!(Params::from_query(None).expect("none").pairs(), &[]);
+        assert!(Params::from_query(None).expect("none").is_empty());
         let q = Params::from_query(Some("state=a+b%2Bc")).expect("valid");
         assert_eq!(q.get("state"), Some("a b+c"));
     }
@@ -252,7 +298,7 @@ mod tests {
     #[test]
     fn a_body_of_ampersands_reserves_no_pairs() {
         let p = Params::from_form(&[b'&'; 100_000]).expect("valid");
-        assert!(p.pairs().is_empty());
+        assert!(p.is_empty());
         assert!(
             p.pairs.capacity() <= 16,
             "{} pairs reserved",
@@ -269,6 +315,28 @@ mod tests {
         assert!(Params::from_json(br#"{"a":{"b":1}}"#).is_err());
         assert!(Params::from_json(br#"[1]"#).is_err());
         assert!(Params::from_json(br#"{"a":"b"} trailing"#).is_err());
+    }
+
+    #[test]
+    fn every_name_and_value_lives_in_one_text() {
+        let mut p = Params::from_form(b"app_id=a&x=%41+b&app_id=c").expect("valid");
+        assert_eq!(p.text, "app_idaxA bapp_idc");
+        p.rename("app_id", "client_id");
+        let pairs: Vec<(&str, &str)> = p.pairs().collect();
+        assert_eq!(
+            pairs,
+            [("client_id", "a"), ("x", "A b"), ("client_id", "c")]
+        );
+        assert_eq!(p.repeated(), Some("client_id"));
+        assert!(p.is_repeated("client_id") && !p.is_repeated("x"));
+        let same = Params::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        assert_eq!(p, same);
+        assert_ne!(p, Params::from_form(b"client_id=a&x=A+b").expect("valid"));
     }
 
     #[test]
@@ -302,14 +370,14 @@ mod tests {
             let ours = Params::from_form(&bytes).expect("never fails");
             let theirs: Vec<(String, String)> =
                 serde_urlencoded::from_bytes(&bytes).expect("never fails");
-            prop_assert_eq!(ours.pairs(), &theirs[..]);
+            prop_assert!(ours.pairs().eq(theirs.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         }
 
         #[test]
         fn form_round_trip(pairs in proptest::collection::vec(("[a-z_]{1,8}", ".{0,16}"), 0..6)) {
             let body = serde_urlencoded::to_string(&pairs).expect("encodes");
             let p = Params::from_form(body.as_bytes()).expect("parses");
-            prop_assert_eq!(p.pairs(), &pairs[..]);
+            prop_assert!(p.pairs().eq(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         }
     }
 }
