@@ -167,9 +167,17 @@ impl Config {
         })
     }
 
-    /// The scopes the server knows, as a set.
+    /// The scopes the server knows, as a set. A configured name that is
+    /// not one RFC 6749 scope token (empty, or with a space or a quote in
+    /// it) is left out: no request can name it, and it must not make its
+    /// pieces known.
     pub fn known_scopes(&self) -> Scopes {
-        Scopes::from_tokens(self.scopes.iter().map(|s| s.name.clone()))
+        Scopes::from_tokens(
+            self.scopes
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|n| crate::scope::is_scope_token(n)),
+        )
     }
 
     /// An absolute URL for an endpoint path.
@@ -276,5 +284,23 @@ impl ConfigBuilder {
     /// The finished configuration.
     pub fn build(self) -> Config {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_name_that_is_no_scope_token_makes_nothing_known() {
+        let config = Config::builder("https://id.example")
+            .scope("profile", "Your profile")
+            .scope("read write", "Two words")
+            .scope("", "Nothing")
+            .scope("say\"hi\"", "A quote")
+            .build();
+        let known = config.known_scopes();
+        assert_eq!(known.as_str(), "profile");
+        assert!(!known.contains("read") && !known.contains("write"));
     }
 }

@@ -29,6 +29,11 @@ fn is_scope_char(c: u8) -> bool {
     c == 0x21 || (0x23..=0x5B).contains(&c) || (0x5D..=0x7E).contains(&c)
 }
 
+/// Whether `s` is one scope token of the RFC 6749 §3.3 grammar.
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_scope_char)
+}
+
 impl Scopes {
     /// The empty set.
     pub fn empty() -> Self {
