@@ -139,6 +139,8 @@ pub trait WireProfile: Send + Sync + 'static {
         let answer = Introspection::of(token, issuer);
         match serde_json::to_value(&answer) {
             Ok(v) => self.json(StatusCode::OK, &v),
+            // Strings, numbers and a bool always convert; were one not to,
+            // the answer itself still goes out.
             Err(_) => json_response(StatusCode::OK, &answer),
         }
     }
