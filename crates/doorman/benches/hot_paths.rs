@@ -250,6 +250,21 @@ fn parsing(c: &mut Criterion) {
     g.bench_function("authorize_query", |b| {
         b.iter(|| black_box(Params::from_query(Some(black_box(&query))).unwrap()));
     });
+    // The worst a client may send the token endpoint: a body at the
+    // default 64 KiB limit of distinct short names, read and checked for
+    // repeats as every POST endpoint does.
+    let mut hostile = String::new();
+    let mut i = 0;
+    while hostile.len() < 64 * 1024 - 16 {
+        hostile.push_str(&format!("{i:x}=&"));
+        i += 1;
+    }
+    g.bench_function("hostile_form_64k", |b| {
+        b.iter(|| {
+            let p = Params::from_form(black_box(hostile.as_bytes())).unwrap();
+            black_box(p.reject_repeats().is_ok())
+        });
+    });
     g.finish();
 }
 
