@@ -23,6 +23,13 @@ async fn user_tokens(h: &Harness, app: &App, scope: &str) -> serde_json::Value {
     json(&h.exchange(app, &code, None).await)
 }
 
+/// Userinfo with a fresh user token of `scope` for `app`.
+async fn userinfo_for(h: &Harness, app: &App, scope: &str) -> Response<Bytes> {
+    let t = user_tokens(h, app, scope).await;
+    h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
+        .await
+}
+
 async fn cc_token(h: &Harness, app: &App) -> String {
     let res = h
         .token(&[
@@ -216,29 +223,13 @@ async fn insufficient_scope_is_403_naming_the_scope() {
 async fn userinfo_releases_claims_by_scope_and_omits_the_rest() {
     let h = harness();
     let app = h.app(false).await;
-    let profile = json(
-        &h.get_bearer(
-            "/api/oauth2/userinfo",
-            user_tokens(&h, &app, "profile").await["access_token"]
-                .as_str()
-                .unwrap(),
-        )
-        .await,
-    );
+    let profile = json(&userinfo_for(&h, &app, "profile").await);
     assert_eq!(profile["id"], 1);
     assert_eq!(profile["username"], "alice");
     assert_eq!(profile["email"], "alice@example.com");
     assert!(profile.get("quota").is_none() && profile.get("balance_formatted").is_none());
 
-    let balance = json(
-        &h.get_bearer(
-            "/api/oauth2/userinfo",
-            user_tokens(&h, &app, "balance").await["access_token"]
-                .as_str()
-                .unwrap(),
-        )
-        .await,
-    );
+    let balance = json(&userinfo_for(&h, &app, "balance").await);
     assert_eq!(balance["quota"], 1_000_000);
     assert_eq!(balance["used_quota"], 250_000);
     assert_eq!(balance["balance_formatted"], "750.00");
@@ -759,16 +750,7 @@ impl WireProfile for Envelope {
 
 #[tokio::test]
 async fn wire_profile_changes_the_envelope_not_the_rules() {
-    let store = Arc::new(doorman::MemoryStore::new());
-    let server =
-        AuthorizationServer::builder(config().build(), store.clone(), Arc::new(HeaderSessions))
-            .profile(Arc::new(Envelope))
-            .build();
-    let h = Harness {
-        server,
-        clock: Arc::new(doorman::ManualClock::starting_now()),
-        store,
-    };
+    let h = harness_hosted(config(), |b| b.profile(Arc::new(Envelope)));
     let app = h.app(false).await;
     let code = h.code(&app, "profile", None).await;
     let v = json(&h.exchange(&app, &code, None).await);
@@ -864,22 +846,8 @@ async fn a_balance_carried_with_the_claims_is_released_by_scope_only() {
     let host = std::sync::Arc::new(OneRow {
         claims_calls: AtomicUsize::new(0),
     });
-    let clock = std::sync::Arc::new(doorman::ManualClock::starting_now());
-    let store = std::sync::Arc::new(doorman::MemoryStore::new());
     // No Balances at all: the carried balance is the only source.
-    let server = doorman::AuthorizationServer::builder(
-        config().build(),
-        store.clone(),
-        std::sync::Arc::new(common::HeaderSessions),
-    )
-    .claims(host.clone())
-    .clock(clock.clone())
-    .build();
-    let h = Harness {
-        server,
-        clock,
-        store,
-    };
+    let h = harness_hosted(config(), |b| b.claims(host.clone()));
     let app = h.app(false).await;
     let with = user_tokens(&h, &app, "profile balance").await;
     let without = user_tokens(&h, &app, "profile").await;
@@ -942,30 +910,20 @@ impl WireProfile for Wrapped {
 }
 
 fn overlapping(profile: Option<Arc<dyn WireProfile>>) -> Harness {
-    let clock = Arc::new(doorman::ManualClock::starting_now());
-    let store = Arc::new(doorman::MemoryStore::new());
-    let mut builder =
-        AuthorizationServer::builder(config().build(), store.clone(), Arc::new(HeaderSessions))
-            .claims(Arc::new(Overlapping))
-            .clock(clock.clone());
-    if let Some(p) = profile {
-        builder = builder.profile(p);
-    }
-    Harness {
-        server: builder.build(),
-        clock,
-        store,
-    }
+    harness_hosted(config(), |b| {
+        let b = b.claims(Arc::new(Overlapping));
+        match profile {
+            Some(p) => b.profile(p),
+            None => b,
+        }
+    })
 }
 
 #[tokio::test]
 async fn userinfo_keeps_one_claim_per_name_by_precedence_in_name_order() {
     let h = overlapping(None);
     let app = h.app(false).await;
-    let t = user_tokens(&h, &app, "profile balance").await;
-    let res = h
-        .get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
-        .await;
+    let res = userinfo_for(&h, &app, "profile balance").await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         body_text(&res),
@@ -973,19 +931,11 @@ async fn userinfo_keeps_one_claim_per_name_by_precedence_in_name_order() {
     );
 
     // Without `profile`, the base claims stand and `sub` is the token's user.
-    let t = user_tokens(&h, &app, "balance").await;
-    let v = json(
-        &h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
-            .await,
-    );
+    let v = json(&userinfo_for(&h, &app, "balance").await);
     assert_eq!(v["name"], "base");
     assert_eq!(v["sub"], "alice");
     assert_eq!(v["quota"], 9);
-    let t = user_tokens(&h, &app, "profile").await;
-    let v = json(
-        &h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
-            .await,
-    );
+    let v = json(&userinfo_for(&h, &app, "profile").await);
     assert_eq!(v["quota"], "host quota");
     assert!(v.get("used_quota").is_none(), "{v}");
 }
@@ -994,11 +944,7 @@ async fn userinfo_keeps_one_claim_per_name_by_precedence_in_name_order() {
 async fn a_profile_that_wraps_its_json_wraps_the_userinfo_answer() {
     let h = overlapping(Some(Arc::new(Wrapped)));
     let app = h.app(false).await;
-    let t = user_tokens(&h, &app, "profile").await;
-    let v = json(
-        &h.get_bearer("/api/oauth2/userinfo", t["access_token"].as_str().unwrap())
-            .await,
-    );
+    let v = json(&userinfo_for(&h, &app, "profile").await);
     assert_eq!(
         v,
         json!({"code": 0, "data": {"created": 5, "name": "profile", "quota": "host quota", "sub": "host-sub"}})

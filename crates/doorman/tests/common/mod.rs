@@ -10,8 +10,8 @@ use bytes::Bytes;
 use doorman::redirect::form_encode;
 use doorman::{
     AuthorizationServer, Balance, Balances, Claims, ClientRegistration, Config, ConfigBuilder,
-    Endpoints, GrantType, ManualClock, MemoryStore, SecretChoice, Sessions, StoreError, UserClaims,
-    UserId,
+    Endpoints, GrantType, ManualClock, MemoryStore, SecretChoice, ServerBuilder, Sessions,
+    StoreError, UserClaims, UserId,
 };
 use http::{Request, Response};
 use serde_json::Value;
@@ -98,16 +98,24 @@ pub fn harness() -> Harness {
 }
 
 pub fn harness_with(config: ConfigBuilder) -> Harness {
+    harness_hosted(config, |b| {
+        b.claims(Arc::new(Users)).balances(Arc::new(Users))
+    })
+}
+
+/// A harness over a fresh memory store and manual clock whose host parts
+/// (claims, balances, wire profile) `host` sets on the builder.
+pub fn harness_hosted(
+    config: ConfigBuilder,
+    host: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
     let store = Arc::new(MemoryStore::new());
-    let server =
+    let builder =
         AuthorizationServer::builder(config.build(), store.clone(), Arc::new(HeaderSessions))
-            .claims(Arc::new(Users))
-            .balances(Arc::new(Users))
-            .clock(clock.clone())
-            .build();
+            .clock(clock.clone());
     Harness {
-        server,
+        server: host(builder).build(),
         clock,
         store,
     }
