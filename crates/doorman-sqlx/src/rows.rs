@@ -36,7 +36,7 @@ pub(crate) fn scope_text(s: &Scopes) -> String {
 }
 
 /// The scope column: the canonical string this crate wrote (one copy), or
-/// whatever else a row holds, read leniently as its tokens.
+/// whatever else a row holds, read leniently as its valid tokens.
 fn scopes(text: &str) -> Scopes {
     Scopes::parse(text).unwrap_or_else(|_| Scopes::from_tokens(text.split(' ')))
 }

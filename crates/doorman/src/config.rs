@@ -169,15 +169,10 @@ impl Config {
 
     /// The scopes the server knows, as a set. A configured name that is
     /// not one RFC 6749 scope token (empty, or with a space or a quote in
-    /// it) is left out: no request can name it, and it must not make its
-    /// pieces known.
+    /// it) is left out, as [`Scopes::from_tokens`] leaves it: no request
+    /// can name it, and it must not make its pieces known.
     pub fn known_scopes(&self) -> Scopes {
-        Scopes::from_tokens(
-            self.scopes
-                .iter()
-                .map(|s| s.name.as_str())
-                .filter(|n| crate::scope::is_scope_token(n)),
-        )
+        Scopes::from_tokens(self.scopes.iter().map(|s| s.name.as_str()))
     }
 
     /// An absolute URL for an endpoint path.

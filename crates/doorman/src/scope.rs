@@ -30,7 +30,7 @@ fn is_scope_char(c: u8) -> bool {
 }
 
 /// Whether `s` is one scope token of the RFC 6749 §3.3 grammar.
-pub(crate) fn is_scope_token(s: &str) -> bool {
+fn is_scope_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_scope_char)
 }
 
@@ -64,19 +64,26 @@ impl Scopes {
         Ok(Self::from_strs(s.split(' ')))
     }
 
-    /// Builds a set from tokens known to be valid (sorted, deduplicated
-    /// here). The set holds no empty token, and a token with spaces in it
-    /// counts as the tokens between them.
+    /// Builds a set from tokens (sorted, deduplicated here). Anything
+    /// that is not one RFC 6749 scope token — empty, with a space, a quote
+    /// or a non-ASCII character in it — is left out: no request could
+    /// name it, and a set holds only what a request could.
     pub fn from_tokens<I, S>(tokens: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let tokens: Vec<S> = tokens.into_iter().collect();
-        Self::from_strs(tokens.iter().flat_map(|t| t.as_ref().split(' ')))
+        Self::from_strs(
+            tokens
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|t| is_scope_token(t)),
+        )
     }
 
-    /// The set of `tokens`: sorted, deduplicated, empty ones left out.
+    /// The set of `tokens`, valid ones: sorted, deduplicated, empty ones
+    /// left out.
     fn from_strs<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
         let mut v: Vec<&str> = tokens.filter(|t| !t.is_empty()).collect();
         v.sort_unstable();
@@ -194,11 +201,11 @@ mod tests {
         assert_eq!(Scopes::parse("b a b").expect("valid").as_str(), "a b");
         assert_eq!(Scopes::parse("a b").expect("valid").as_str(), "a b");
         assert_eq!(Scopes::parse("a a").expect("valid").as_str(), "a");
-        let odd = Scopes::from_tokens(["", "z y", "y", "é"]);
-        assert_eq!(odd.as_str(), "y z é");
-        assert_eq!(odd.iter().collect::<Vec<_>>(), ["y", "z", "é"]);
-        assert_eq!(odd.len(), 3);
-        assert!(!odd.contains("") && !odd.contains("y z") && odd.contains("z"));
+        let odd = Scopes::from_tokens(["", "z y", "y", "é", "x", "q\"", "y"]);
+        assert_eq!(odd.as_str(), "x y");
+        assert_eq!(odd.iter().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(odd.len(), 2);
+        assert!(!odd.contains("") && !odd.contains("z y") && !odd.contains("z"));
         let none = Scopes::from_tokens(["", " "]);
         assert!(none.is_empty() && none.iter().next().is_none());
         assert_eq!(none.len(), 0);
