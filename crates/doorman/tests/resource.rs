@@ -91,6 +91,15 @@ async fn bearer_errors_follow_rfc_6750() {
             .status(),
         401
     );
+    // Past its expiry the access token is refused (this host reads its
+    // claims apart from the token: the check reads the clock once and
+    // hands the time on to the client read).
+    assert_eq!(h.get_bearer("/api/oauth2/userinfo", at).await.status(), 200);
+    h.clock.advance(chrono::TimeDelta::days(30));
+    let res = h.get_bearer("/api/oauth2/userinfo", at).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(err_code(&res), "invalid_token");
+    assert!(body_text(&res).contains("expired"), "{}", body_text(&res));
 }
 
 /// Replaces the character at `i` with another base64url character.

@@ -188,7 +188,16 @@ impl AuthorizationServer {
     /// The registered client with this id, through the client cache
     /// ([`Config::client_cache_ttl`]).
     pub async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
-        let now = self.inner.clock.now();
+        self.client_at(client_id, self.inner.clock.now()).await
+    }
+
+    /// [`AuthorizationServer::client`] with the clock already read: a
+    /// request that has `now` in hand spares itself a second read.
+    pub(crate) async fn client_at(
+        &self,
+        client_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Arc<Client>>, StoreError> {
         if let Some(c) = self.inner.clients.get(client_id, now) {
             return Ok(Some(c));
         }

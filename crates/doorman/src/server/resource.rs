@@ -102,17 +102,18 @@ impl AuthorizationServer {
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
         let record = self.inner.store.token(hash).await.map_err(store_err)?;
-        self.check_token(hash, record, required_scope)
+        self.check_token(hash, record, required_scope, self.inner.clock.now())
     }
 
     /// Whether `record`, read under `hash`, is a live access token carrying
-    /// `required_scope`: every bearer check, whoever read the record, ends
-    /// here.
+    /// `required_scope` at `now` (read after the record): every bearer
+    /// check, whoever read the record, ends here.
     fn check_token(
         &self,
         hash: &TokenHash,
         record: Option<TokenRecord>,
         required_scope: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<ValidatedToken, BearerError> {
         let Some(record) = record else {
             return Err(invalid_token());
@@ -120,7 +121,7 @@ impl AuthorizationServer {
         if record.kind != TokenKind::Access || !record.hash.ct_eq(hash) {
             return Err(invalid_token());
         }
-        if record.is_expired(self.inner.clock.now()) {
+        if record.is_expired(now) {
             return Err(BearerError::invalid("the access token expired"));
         }
         if let Some(scope) = required_scope
@@ -162,21 +163,22 @@ impl AuthorizationServer {
             return method_not_allowed(self.profile(), "GET, POST");
         }
         let (parts, _) = request.into_parts();
-        let (token, claims) = match self.userinfo_token(&parts).await {
+        let (token, claims, now) = match self.userinfo_token(&parts).await {
             Ok(read) => read,
             Err(e) => return self.bearer_error_response(&e),
         };
-        match self.release(&token, claims).await {
+        match self.release(&token, claims, now).await {
             Ok(release) => self.profile().userinfo_response(&release.claims()),
             Err(e) => self.bearer_error_response(&e),
         }
     }
 
-    /// The request's token, checked, and its user's claims.
+    /// The request's token, checked, its user's claims, and the time it
+    /// was checked at (one clock read serves the whole request).
     async fn userinfo_token(
         &self,
         parts: &http::request::Parts,
-    ) -> Result<(ValidatedToken, Option<UserClaims>), BearerError> {
+    ) -> Result<(ValidatedToken, Option<UserClaims>, DateTime<Utc>), BearerError> {
         let hash = TokenHash::of_token(self.bearer_of(parts)?);
         let joined = match &self.inner.claims {
             Some(c) => c.claims_with_token(&hash).await.map_err(store_err)?,
@@ -184,18 +186,21 @@ impl AuthorizationServer {
         };
         match joined {
             TokenClaims::Separate => {
-                let token = self.validate_hash(&hash, None).await?;
+                let record = self.inner.store.token(&hash).await.map_err(store_err)?;
+                let now = self.inner.clock.now();
+                let token = self.check_token(&hash, record, None, now)?;
                 let claims = self.read_claims(&token).await?;
-                Ok((token, claims))
+                Ok((token, claims, now))
             }
             TokenClaims::NoToken => Err(invalid_token()),
             TokenClaims::Found(record, claims) => {
-                let token = self.check_token(&hash, Some(record), None)?;
+                let now = self.inner.clock.now();
+                let token = self.check_token(&hash, Some(record), None, now)?;
                 if token.user_id.is_none() {
                     return Err(no_user());
                 }
                 match claims {
-                    Some(claims) => Ok((token, Some(claims))),
+                    Some(claims) => Ok((token, Some(claims), now)),
                     None => Err(user_gone()),
                 }
             }
@@ -208,7 +213,8 @@ impl AuthorizationServer {
         token: &ValidatedToken,
     ) -> Result<Map<String, Value>, BearerError> {
         let claims = self.read_claims(token).await?;
-        Ok(self.release(token, claims).await?.claims().to_map())
+        let now = self.inner.clock.now();
+        Ok(self.release(token, claims, now).await?.claims().to_map())
     }
 
     /// The host's claims of the token's user (`None` when the host has no
@@ -228,11 +234,12 @@ impl AuthorizationServer {
 
     /// What the release of the user's `claims` to `token` needs: the
     /// balance (when the token's scopes let it through) and the client's
-    /// claim-release list.
+    /// claim-release list (read through the client cache as of `now`).
     async fn release<'t>(
         &self,
         token: &'t ValidatedToken,
         mut claims: Option<UserClaims>,
+        now: DateTime<Utc>,
     ) -> Result<Release<'t>, BearerError> {
         let Some(user) = &token.user_id else {
             return Err(no_user());
@@ -247,7 +254,10 @@ impl AuthorizationServer {
             None
         };
         // The client's claim-release list, read through the client cache.
-        let client = self.client(&token.client_id).await.map_err(store_err)?;
+        let client = self
+            .client_at(&token.client_id, now)
+            .await
+            .map_err(store_err)?;
         Ok(Release {
             token,
             user,
