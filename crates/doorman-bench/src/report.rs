@@ -105,6 +105,10 @@ pub struct Row {
     /// measured in turns with it, or (code mint) the bare measure right
     /// before it (`None` when that one was invalid).
     pub bare_rate: Option<f64>,
+    /// The ratio of each slice to the bare slice right before it, for a
+    /// measure taken in turns (empty otherwise): how far one slice's
+    /// ratio strays from the pooled one.
+    pub slice_ratios: Vec<f64>,
     /// Anything worth saying.
     pub note: String,
 }
@@ -176,7 +180,7 @@ pub fn table(rows: &[Row]) -> String {
             }
         };
         let ratio = match (r.ratio(), base) {
-            (Some(x), Some(b)) => format!("{x:.2}× {}", b.label()),
+            (Some(x), Some(b)) => format!("{x:.2}× {}{}", b.label(), spread(&r.slice_ratios)),
             _ => "-".into(),
         };
         out.push_str(&format!(
@@ -188,9 +192,27 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// ` (slices 0.80–0.93)`: the lowest and highest slice ratio, when there
+/// were at least two slices.
+fn spread(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(" (slices {lo:.2}–{hi:.2})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spread_names_the_lowest_and_highest_slice() {
+        assert_eq!(spread(&[]), "");
+        assert_eq!(spread(&[0.9]), "");
+        assert_eq!(spread(&[0.86, 0.8, 0.931]), " (slices 0.80–0.93)");
+    }
 
     #[test]
     fn sqlite_excl_has_sqlite_targets() {

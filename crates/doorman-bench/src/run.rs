@@ -119,12 +119,18 @@ async fn measure<W: Work>(
     work: W,
 ) -> Row {
     let outcome = load::run(addr, shape, Arc::new(work)).await;
-    row_of(m, store.to_owned(), outcome, bare_rate)
+    row_of(m, store.to_owned(), outcome, bare_rate, Vec::new())
 }
 
 /// `outcome` as a row (its note says when the codes ran out), printed to
 /// stderr.
-fn row_of(m: Measure, store: String, outcome: Outcome, bare_rate: Option<f64>) -> Row {
+fn row_of(
+    m: Measure,
+    store: String,
+    outcome: Outcome,
+    bare_rate: Option<f64>,
+    slice_ratios: Vec<f64>,
+) -> Row {
     let note = if outcome.exhausted {
         format!("codes ran out after {:.1} s", outcome.window.as_secs_f64())
     } else {
@@ -135,6 +141,7 @@ fn row_of(m: Measure, store: String, outcome: Outcome, bare_rate: Option<f64>) -
         store,
         outcome: Some(outcome),
         bare_rate,
+        slice_ratios,
         note,
     };
     progress(&row);
@@ -214,11 +221,18 @@ async fn paired<W: Work>(
     let slice = slice_of(shape);
     let (template, work) = (Arc::new(Fixed(template)), Arc::new(work));
     let (mut base, mut measured): (Option<Outcome>, Option<Outcome>) = (None, None);
+    let mut slice_ratios = Vec::new();
     for _ in 0..ROUNDS {
         let b = load::run(bare, slice, template.clone()).await;
+        let bare_slice = rate_of(Some(&b));
         base = Some(merged(base, b));
         let d = load::run(addr, slice, work.clone()).await;
         let ran_out = d.exhausted;
+        if let (Some(b), Some(d)) = (bare_slice, rate_of(Some(&d)))
+            && b > 0.0
+        {
+            slice_ratios.push(d / b);
+        }
         measured = Some(merged(measured, d));
         if ran_out {
             break;
@@ -227,10 +241,22 @@ async fn paired<W: Work>(
     let (Some(base), Some(measured)) = (base, measured) else {
         return Err("no slice ran".into());
     };
-    let bare_row = row_of(which, format!("({store}, with {})", m.short()), base, None);
+    let bare_row = row_of(
+        which,
+        format!("({store}, with {})", m.short()),
+        base,
+        None,
+        Vec::new(),
+    );
     let bare_rate = rate_of(bare_row.outcome.as_ref());
     rows.push(bare_row);
-    rows.push(row_of(m, store.to_owned(), measured, bare_rate));
+    rows.push(row_of(
+        m,
+        store.to_owned(),
+        measured,
+        bare_rate,
+        slice_ratios,
+    ));
     Ok(())
 }
 
@@ -259,7 +285,8 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
     println!(
         "- ratios: each measure and the bare GET or POST it is compared with run in turns, {ROUNDS} \
          slices each (the bare rows, their store column in parentheses; the code mint: the bare GET \
-         right before it)"
+         right before it); \"slices\" gives the lowest and highest ratio of one slice to the bare \
+         slice before it"
     );
     println!("- load average at start: {}", probe::loadavg());
     println!();
@@ -386,6 +413,7 @@ async fn store_block(
             store: name.to_owned(),
             outcome: Some(minted),
             bare_rate: bare_get,
+            slice_ratios: Vec::new(),
             note: if got < n {
                 format!(
                     "{got} of {n} codes (minting stopped after {} s)",
