@@ -91,18 +91,22 @@ impl AuthorizationServer {
         token: &str,
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
-        self.validate_hash(&TokenHash::of_token(token), required_scope)
-            .await
+        let (token, _) = self
+            .validate_hash(&TokenHash::of_token(token), required_scope)
+            .await?;
+        Ok(token)
     }
 
-    /// Reads the token stored under `hash` from the store and checks it.
+    /// Reads the token stored under `hash` from the store and checks it;
+    /// answers it with the time it was checked at.
     async fn validate_hash(
         &self,
         hash: &TokenHash,
         required_scope: Option<&str>,
-    ) -> Result<ValidatedToken, BearerError> {
+    ) -> Result<(ValidatedToken, DateTime<Utc>), BearerError> {
         let record = self.inner.store.token(hash).await.map_err(store_err)?;
-        self.check_token(hash, record, required_scope, self.inner.clock.now())
+        let now = self.inner.clock.now();
+        Ok((self.check_token(hash, record, required_scope, now)?, now))
     }
 
     /// Whether `record`, read under `hash`, is a live access token carrying
@@ -186,9 +190,7 @@ impl AuthorizationServer {
         };
         match joined {
             TokenClaims::Separate => {
-                let record = self.inner.store.token(&hash).await.map_err(store_err)?;
-                let now = self.inner.clock.now();
-                let token = self.check_token(&hash, record, None, now)?;
+                let (token, now) = self.validate_hash(&hash, None).await?;
                 let claims = self.read_claims(&token).await?;
                 Ok((token, claims, now))
             }
