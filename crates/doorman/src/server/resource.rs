@@ -91,22 +91,18 @@ impl AuthorizationServer {
         token: &str,
         required_scope: Option<&str>,
     ) -> Result<ValidatedToken, BearerError> {
-        let (token, _) = self
-            .validate_hash(&TokenHash::of_token(token), required_scope)
-            .await?;
-        Ok(token)
+        self.validate_hash(&TokenHash::of_token(token), required_scope)
+            .await
     }
 
-    /// Reads the token stored under `hash` from the store and checks it;
-    /// answers it with the time it was checked at.
+    /// Reads the token stored under `hash` from the store and checks it.
     async fn validate_hash(
         &self,
         hash: &TokenHash,
         required_scope: Option<&str>,
-    ) -> Result<(ValidatedToken, DateTime<Utc>), BearerError> {
+    ) -> Result<ValidatedToken, BearerError> {
         let record = self.inner.store.token(hash).await.map_err(store_err)?;
-        let now = self.inner.clock.now();
-        Ok((self.check_token(hash, record, required_scope, now)?, now))
+        self.check_token(hash, record, required_scope, self.inner.clock.now())
     }
 
     /// Whether `record`, read under `hash`, is a live access token carrying
@@ -190,7 +186,9 @@ impl AuthorizationServer {
         };
         match joined {
             TokenClaims::Separate => {
-                let (token, now) = self.validate_hash(&hash, None).await?;
+                let record = self.inner.store.token(&hash).await.map_err(store_err)?;
+                let now = self.inner.clock.now();
+                let token = self.check_token(&hash, record, None, now)?;
                 let claims = self.read_claims(&token).await?;
                 Ok((token, claims, now))
             }
