@@ -30,6 +30,12 @@ async fn userinfo_for(h: &Harness, app: &App, scope: &str) -> Response<Bytes> {
         .await
 }
 
+/// `app` introspects `token` (RFC 7662), authenticated as itself.
+async fn introspect(h: &Harness, app: &App, token: &str) -> Response<Bytes> {
+    h.post_client("/api/oauth2/introspect", app, &[("token", token)])
+        .await
+}
+
 async fn cc_token(h: &Harness, app: &App) -> String {
     let res = h
         .token(&[
@@ -127,9 +133,7 @@ async fn a_real_locator_does_not_make_a_forged_credential_valid() {
         let res = h.get_bearer("/api/oauth2/userinfo", &forged).await;
         assert_eq!(res.status(), 401, "forged access token");
         assert_eq!(err_code(&res), "invalid_token");
-        let res = h
-            .post_client("/api/oauth2/introspect", &app, &[("token", &forged)])
-            .await;
+        let res = introspect(&h, &app, &forged).await;
         assert_eq!(json(&res), json!({"active": false}), "forged, introspected");
     }
     for forged in [flip(rt, 8), flip(rt, 3)] {
@@ -152,9 +156,7 @@ async fn a_real_locator_does_not_make_a_forged_credential_valid() {
     }
     // The real ones were not disturbed by the attempts.
     assert_eq!(h.get_bearer("/api/oauth2/userinfo", at).await.status(), 200);
-    let res = h
-        .post_client("/api/oauth2/introspect", &app, &[("token", at)])
-        .await;
+    let res = introspect(&h, &app, at).await;
     assert_eq!(json(&res)["active"], true);
     assert_eq!(h.exchange(&app, &code, None).await.status(), 200);
 }
@@ -382,10 +384,7 @@ async fn introspection_rfc7662() {
     let other = h.app(false).await;
     let t = user_tokens(&h, &app, "profile balance").await;
     let at = t["access_token"].as_str().unwrap();
-    let v = json(
-        &h.post_client("/api/oauth2/introspect", &app, &[("token", at)])
-            .await,
-    );
+    let v = json(&introspect(&h, &app, at).await);
     assert_eq!(v["active"], true);
     assert_eq!(v["scope"], "balance profile");
     assert_eq!(v["client_id"], app.id.as_str());
@@ -396,9 +395,7 @@ async fn introspection_rfc7662() {
         3600
     );
     // The standard wire writes its members in name order, nothing else.
-    let res = h
-        .post_client("/api/oauth2/introspect", &app, &[("token", at)])
-        .await;
+    let res = introspect(&h, &app, at).await;
     assert_eq!(
         body_text(&res),
         format!(
@@ -407,32 +404,21 @@ async fn introspection_rfc7662() {
         )
     );
     // Other clients learn nothing.
-    let res = h
-        .post_client("/api/oauth2/introspect", &other, &[("token", at)])
-        .await;
+    let res = introspect(&h, &other, at).await;
     assert_eq!(body_text(&res), r#"{"active":false}"#);
     // Unknown, revoked, expired: exactly {"active":false}.
     assert_eq!(
-        json(
-            &h.post_client("/api/oauth2/introspect", &app, &[("token", "nope")])
-                .await
-        ),
+        json(&introspect(&h, &app, "nope").await),
         json!({"active": false})
     );
     h.clock.advance(chrono::TimeDelta::hours(2));
     assert_eq!(
-        json(
-            &h.post_client("/api/oauth2/introspect", &app, &[("token", at)])
-                .await
-        ),
+        json(&introspect(&h, &app, at).await),
         json!({"active": false})
     );
     // Client-credentials tokens have no sub.
     let cc = cc_token(&h, &app).await;
-    let v = json(
-        &h.post_client("/api/oauth2/introspect", &app, &[("token", &cc)])
-            .await,
-    );
+    let v = json(&introspect(&h, &app, &cc).await);
     assert_eq!(v["active"], true);
     assert!(v.get("sub").is_none());
     // Wrong secret.
@@ -440,9 +426,7 @@ async fn introspection_rfc7662() {
         id: app.id.clone(),
         secret: Some("wrong".into()),
     };
-    let res = h
-        .post_client("/api/oauth2/introspect", &bad, &[("token", &cc)])
-        .await;
+    let res = introspect(&h, &bad, &cc).await;
     assert_eq!(res.status(), 401);
     assert_eq!(err_code(&res), "invalid_client");
 }
@@ -966,17 +950,11 @@ async fn a_profile_that_wraps_its_json_wraps_the_introspection_answer() {
     let app = h.app(false).await;
     let t = user_tokens(&h, &app, "profile").await;
     let at = t["access_token"].as_str().unwrap();
-    let v = json(
-        &h.post_client("/api/oauth2/introspect", &app, &[("token", at)])
-            .await,
-    );
+    let v = json(&introspect(&h, &app, at).await);
     assert_eq!(v["code"], 0);
     assert_eq!(v["data"]["active"], true);
     assert_eq!(v["data"]["scope"], "profile");
     assert_eq!(v["data"]["sub"], "alice");
-    let v = json(
-        &h.post_client("/api/oauth2/introspect", &app, &[("token", "nope")])
-            .await,
-    );
+    let v = json(&introspect(&h, &app, "nope").await);
     assert_eq!(v, json!({"code": 0, "data": {"active": false}}));
 }
