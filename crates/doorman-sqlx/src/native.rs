@@ -7,8 +7,9 @@
 //!
 //! - **Reads** run on the caller's thread, on one of a few connections
 //!   (`readers`), each behind a mutex held only for the statement — a
-//!   primary-key lookup from SQLite's page cache takes microseconds. In WAL
-//!   mode readers never wait for the writer.
+//!   primary-key lookup from SQLite's page cache takes microseconds. Each
+//!   thread keeps to a reader of its own while it is free. In WAL mode
+//!   readers never wait for the writer.
 //! - **Writes** are closures sent to the writer thread, which owns the one
 //!   writing connection. It takes every write waiting in its queue (up to
 //!   [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction and
@@ -42,8 +43,6 @@ pub(crate) const MAX_BATCH: usize = 128;
 /// The store's direct SQLite connections: readers and the writer thread.
 pub(crate) struct Native {
     readers: Box<[Mutex<Option<Connection>>]>,
-    /// Spreads callers over `readers`.
-    next: AtomicUsize,
     /// To the writer thread.
     writes: Mutex<Option<mpsc::Sender<Msg>>>,
 }
@@ -109,7 +108,6 @@ impl Native {
         })?;
         Ok(Self {
             readers,
-            next: AtomicUsize::new(0),
             writes: Mutex::new(Some(tx)),
         })
     }
@@ -120,7 +118,7 @@ impl Native {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let n = self.readers.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let start = home_reader() % n;
         let free = (0..n).find_map(|i| match self.readers[(start + i) % n].try_lock() {
             Ok(guard) => Some(guard),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
@@ -235,6 +233,19 @@ where
             "doorman-sqlx: the SQLite write did not run: {why}"
         ))));
     }
+}
+
+/// The reader this thread tries first: threads are numbered in the order
+/// they first read, so that each keeps to a connection of its own (whose
+/// pages stay warm in that thread's CPU cache) and no counter is written
+/// by every thread on every read. Another free reader is taken when that
+/// one is busy.
+fn home_reader() -> usize {
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = THREADS.fetch_add(1, Ordering::Relaxed);
+    }
+    HOME.with(|home| *home)
 }
 
 /// Page cache of each reading connection (KiB).
@@ -440,4 +451,88 @@ const NAMES: [&str; 16] = [
 /// bound by name).
 pub(crate) fn named<const N: usize>(values: [&dyn ToSql; N]) -> [(&'static str, &dyn ToSql); N] {
     std::array::from_fn(|i| (NAMES[i], values[i]))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A WAL-mode SQLite file with one row, removed (with `-wal` and
+    /// `-shm`) on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "doorman-sqlx-native-{name}-{}.db",
+                std::process::id()
+            ));
+            let file = Self(path);
+            file.remove();
+            let conn = Connection::open(&file.0).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7)",
+            )
+            .unwrap();
+            file
+        }
+
+        fn remove(&self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = self.0.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            self.remove();
+        }
+    }
+
+    fn value(native: &Native) -> i64 {
+        native
+            .read(|c| {
+                c.query_row("SELECT v FROM t", [], |r| r.get(0))
+                    .map_err(sqlite)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_thread_keeps_its_home_reader_and_threads_get_their_own() {
+        let here = home_reader();
+        assert_eq!(home_reader(), here);
+        let there = std::thread::spawn(home_reader).join().unwrap();
+        assert_ne!(there, here);
+    }
+
+    #[test]
+    fn a_read_takes_another_reader_while_its_home_one_is_busy() {
+        let file = TempFile::new("busy-home");
+        let native = Native::open(&file.0, 3, Duration::from_secs(1), false).unwrap();
+        let home = home_reader() % native.readers.len();
+        // Another thread holds this thread's home reader until told to let
+        // go, or for 5 s. A read that waited for it would finish only once
+        // the holder gave up: the holder reports which it was.
+        let (held, release) = (mpsc::channel(), mpsc::channel::<()>());
+        std::thread::scope(|s| {
+            let readers = &native.readers;
+            let holder = s.spawn(move || {
+                let _guard = readers[home].lock().unwrap();
+                held.0.send(()).unwrap();
+                release.1.recv_timeout(Duration::from_secs(5))
+            });
+            held.1.recv().unwrap();
+            assert!(native.readers[home].try_lock().is_err());
+            assert_eq!(value(&native), 7);
+            let _ = release.0.send(());
+            let released = holder.join().unwrap();
+            assert!(released.is_ok(), "the read waited for the busy reader");
+        });
+        assert_eq!(value(&native), 7);
+    }
 }
