@@ -3,32 +3,36 @@
 //! Every token, introspection, revocation and userinfo request reads its
 //! client (to authenticate it, or for its claim-release list), while
 //! clients change rarely. The cache keeps each client read from the store
-//! for [`Config::client_cache_ttl`](crate::Config::client_cache_ttl), in
-//! shards so that readers of different clients never wait on one lock.
+//! for [`Config::client_cache_ttl`](crate::Config::client_cache_ttl).
+//! It keeps one replica per thread (threads beyond the replicas share
+//! them): a request reads only its own thread's replica, so threads
+//! serving one client write no lock or reference count they share, and
+//! each replica fills itself from the store once per client per TTL.
 //! Unknown ids are not cached: a flood of made-up ids cannot fill it, and
 //! a newly registered client is seen at once.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::hash::RandomState;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::Client;
 
-const SHARDS: usize = 16;
-/// Clients per shard before the shard is emptied (a bound, not an LRU:
-/// hosts with more active clients than this still work, a little slower).
-const SHARD_CAPACITY: usize = 1024;
+/// The most replicas: one per thread on boxes with up to this many cores.
+const MAX_REPLICAS: usize = 16;
+/// Clients in all replicas together before a replica is emptied (a bound,
+/// not an LRU: hosts with more active clients than this still work, a
+/// little slower).
+const CAPACITY: usize = 16 * 1024;
 
-type Shard = RwLock<HashMap<String, (Arc<Client>, DateTime<Utc>)>>;
+type Replica = RwLock<HashMap<String, (Arc<Client>, DateTime<Utc>)>>;
 
 pub(crate) struct ClientCache {
     ttl: TimeDelta,
-    shards: Vec<Shard>,
-    keys: RandomState,
+    replicas: Box<[Replica]>,
+    /// Clients per replica before it is emptied.
+    replica_capacity: usize,
     /// Bumped by every [`ClientCache::forget`]: a record read from the
     /// store while a change was being made is not cached (it may be the
     /// old one).
@@ -37,10 +41,15 @@ pub(crate) struct ClientCache {
 
 impl ClientCache {
     pub(crate) fn new(ttl: TimeDelta) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::with_replicas(ttl, cores.clamp(1, MAX_REPLICAS))
+    }
+
+    fn with_replicas(ttl: TimeDelta, n: usize) -> Self {
         Self {
             ttl,
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            keys: RandomState::new(),
+            replicas: (0..n).map(|_| RwLock::new(HashMap::new())).collect(),
+            replica_capacity: (CAPACITY / n).max(1),
             generation: AtomicU64::new(0),
         }
     }
@@ -54,10 +63,9 @@ impl ClientCache {
         self.ttl > TimeDelta::zero()
     }
 
-    fn shard(&self, client_id: &str) -> &Shard {
-        // SHARDS is a power of two; the low bits of a SipHash are uniform.
-        let i = (self.keys.hash_one(client_id) as usize) % SHARDS;
-        &self.shards[i]
+    /// This thread's replica.
+    fn replica(&self) -> &Replica {
+        &self.replicas[thread_number() % self.replicas.len()]
     }
 
     /// The cached client, if read less than the TTL before `now`.
@@ -65,8 +73,8 @@ impl ClientCache {
         if !self.enabled() {
             return None;
         }
-        let shard = self.shard(client_id).read().ok()?;
-        let (client, read_at) = shard.get(client_id)?;
+        let replica = self.replica().read().ok()?;
+        let (client, read_at) = replica.get(client_id)?;
         (now >= *read_at && now - *read_at < self.ttl).then(|| client.clone())
     }
 
@@ -77,30 +85,44 @@ impl ClientCache {
         if !self.enabled() {
             return;
         }
-        if let Ok(mut shard) = self.shard(&client.client_id).write() {
-            // Checked under the shard lock: `forget` bumps the generation
-            // before it takes the lock, so a forget that ran after this
-            // check removes the entry afterwards.
+        if let Ok(mut replica) = self.replica().write() {
+            // Checked under the replica's lock: `forget` bumps the
+            // generation before it takes the replicas' locks, so a forget
+            // that ran after this check removes the entry afterwards.
             if self.generation.load(Ordering::SeqCst) != generation {
                 return;
             }
-            if shard.len() >= SHARD_CAPACITY && !shard.contains_key(&client.client_id) {
-                shard.retain(|_, (_, read_at)| now >= *read_at && now - *read_at < self.ttl);
-                if shard.len() >= SHARD_CAPACITY {
-                    shard.clear();
+            let full = replica.len() >= self.replica_capacity;
+            if full && !replica.contains_key(&client.client_id) {
+                replica.retain(|_, (_, read_at)| now >= *read_at && now - *read_at < self.ttl);
+                if replica.len() >= self.replica_capacity {
+                    replica.clear();
                 }
             }
-            shard.insert(client.client_id.clone(), (client, now));
+            replica.insert(client.client_id.clone(), (client, now));
         }
     }
 
-    /// Drops a client (changed or deleted through this server).
+    /// Drops a client (changed or deleted through this server) from every
+    /// replica.
     pub(crate) fn forget(&self, client_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut shard) = self.shard(client_id).write() {
-            shard.remove(client_id);
+        for replica in &*self.replicas {
+            if let Ok(mut replica) = replica.write() {
+                replica.remove(client_id);
+            }
         }
     }
+}
+
+/// This thread's number: threads are numbered in the order they first
+/// use a cache.
+fn thread_number() -> usize {
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static NUMBER: usize = THREADS.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
 }
 
 #[cfg(test)]
@@ -167,16 +189,65 @@ mod tests {
     #[test]
     fn stays_bounded() {
         let t0 = DateTime::UNIX_EPOCH;
-        let cache = ClientCache::new(TimeDelta::hours(1));
-        for i in 0..(SHARDS * SHARD_CAPACITY * 3) {
+        let cache = ClientCache::with_replicas(TimeDelta::hours(1), 4);
+        for i in 0..(CAPACITY * 3) {
             cache.put(client(&format!("c{i}"), "x"), t0, cache.generation());
         }
         let total: usize = cache
-            .shards
+            .replicas
             .iter()
             .map(|s| s.read().map(|m| m.len()).unwrap_or(0))
             .sum();
-        assert!(total <= SHARDS * SHARD_CAPACITY, "{total} entries");
+        assert!(
+            total <= CAPACITY / 4,
+            "{total} entries in this thread's replica"
+        );
         assert!(total > 0);
+    }
+
+    #[test]
+    fn threads_read_their_own_replica_and_forget_reaches_every_one() {
+        let t0 = DateTime::UNIX_EPOCH;
+        let cache = ClientCache::with_replicas(TimeDelta::seconds(5), 2);
+        let first = std::thread::scope(|s| {
+            s.spawn(|| {
+                cache.put(client("a", "A1"), t0, cache.generation());
+                assert!(cache.get("a", t0).is_some());
+                thread_number() % 2
+            })
+            .join()
+            .expect("the first thread")
+        });
+        // Threads are numbered in turn: one of the next few uses the other
+        // replica, which has not read the client yet.
+        let other = (0..8).find_map(|_| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    if thread_number() % 2 == first {
+                        return None;
+                    }
+                    let seen = cache.get("a", t0).map(|c| c.name.clone());
+                    cache.put(client("a", "A2"), t0, cache.generation());
+                    Some(seen)
+                })
+                .join()
+                .expect("a later thread")
+            })
+        });
+        assert_eq!(other, Some(None), "the other replica had the client");
+        let names: Vec<String> = cache
+            .replicas
+            .iter()
+            .map(|r| r.read().expect("replica lock")["a"].0.name.clone())
+            .collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"A1".to_owned()) && names.contains(&"A2".to_owned()));
+        cache.forget("a");
+        assert!(
+            cache
+                .replicas
+                .iter()
+                .all(|r| r.read().is_ok_and(|m| m.is_empty()))
+        );
     }
 }
