@@ -113,7 +113,9 @@ pub struct Config {
     /// [`AuthorizationServer::update_client`],
     /// [`AuthorizationServer::delete_client`]) applies at once; one made
     /// by another instance on the same database, or straight in the store,
-    /// applies here within this time.
+    /// applies here within this time. The cache keeps a copy per core (at
+    /// most 16), each filled on its own, so the store sees up to that many
+    /// reads of a client in this time.
     ///
     /// [`AuthorizationServer::register_client`]: crate::AuthorizationServer::register_client
     /// [`AuthorizationServer::update_client`]: crate::AuthorizationServer::update_client
