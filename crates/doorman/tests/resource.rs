@@ -787,25 +787,90 @@ async fn client_changes_apply_at_once_here_and_within_the_cache_ttl_elsewhere() 
     h.clock.advance(chrono::TimeDelta::seconds(5));
     assert!(json(&userinfo().await).get("email").is_none());
 
-    // A secret reset through the server: the old secret fails at once.
-    client.secret_hash = Some(doorman::TokenHash::of(
-        "a-brand-new-secret-of-enough-length",
-    ));
+    // A secret reset through the server: the old secret fails at once, the
+    // new one works.
+    let new_secret = "a-brand-new-secret-of-enough-length";
+    client.secret_hash = Some(doorman::TokenHash::of(new_secret));
     assert!(h.server.update_client(&client).await.unwrap());
     let secret = app.secret.clone().unwrap();
     let res = h
         .token_basic(&app.id, &secret, &[("grant_type", "client_credentials")])
         .await;
     assert_eq!(res.status(), 401, "{}", body_text(&res));
+    let res = h
+        .token_basic(&app.id, new_secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(res.status(), 200, "{}", body_text(&res));
 
-    // Deleted through the server: unknown at once.
+    // Deleted through the server: unknown at once, whatever the secret.
     assert!(h.server.delete_client(&app.id).await.unwrap());
     assert!(h.server.client(&app.id).await.unwrap().is_none());
-    let secret = app.secret.clone().unwrap();
     let res = h
-        .token_basic(&app.id, &secret, &[("grant_type", "client_credentials")])
+        .token_basic(&app.id, new_secret, &[("grant_type", "client_credentials")])
         .await;
     assert_eq!(err_code(&res), "invalid_client");
+}
+
+/// The client cache keeps a copy per thread. A secret reset and a deletion
+/// made through the server must reach every thread's copy at once: the old
+/// secret is refused on each thread that had just authenticated with it.
+#[test]
+fn a_client_change_through_the_server_reaches_every_threads_cache() {
+    const THREADS: usize = 8;
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    };
+    let h = harness_with(config().client_cache_ttl(chrono::TimeDelta::seconds(60)));
+    let app = rt().block_on(h.app(false));
+    let old_secret = app.secret.clone().unwrap();
+    let new_secret = "a-brand-new-secret-of-enough-length";
+    let cc = |secret| h.token_basic(&app.id, secret, &[("grant_type", "client_credentials")]);
+    let changed = std::sync::Barrier::new(THREADS + 1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    let rt = rt();
+                    // Cached on this thread, then changed by another one
+                    // between two waits.
+                    let before = rt.block_on(cc(&old_secret)).status();
+                    changed.wait();
+                    changed.wait();
+                    let old_after_reset = rt.block_on(cc(&old_secret)).status();
+                    let new_after_reset = rt.block_on(cc(new_secret)).status();
+                    changed.wait();
+                    changed.wait();
+                    let after_delete = err_code(&rt.block_on(cc(new_secret)));
+                    (before, old_after_reset, new_after_reset, after_delete)
+                })
+            })
+            .collect();
+        let rt = rt();
+        let mut client = rt
+            .block_on(h.server.client(&app.id))
+            .unwrap()
+            .unwrap()
+            .as_ref()
+            .clone();
+        client.secret_hash = Some(TokenHash::of(new_secret));
+        // The workers have each read the client before each change.
+        changed.wait();
+        assert!(rt.block_on(h.server.update_client(&client)).unwrap());
+        changed.wait();
+        changed.wait();
+        assert!(rt.block_on(h.server.delete_client(&app.id)).unwrap());
+        changed.wait();
+        for w in workers {
+            let (before, old_after_reset, new_after_reset, after_delete) = w.join().unwrap();
+            assert_eq!(before, StatusCode::OK);
+            assert_eq!(old_after_reset, StatusCode::UNAUTHORIZED);
+            // The new secret works, so the deletion below is what refuses it.
+            assert_eq!(new_after_reset, StatusCode::OK);
+            assert_eq!(after_delete, "invalid_client");
+        }
+    });
 }
 
 /// A host whose claims carry the balance is asked once per userinfo; the
