@@ -31,8 +31,6 @@ type Replica = RwLock<HashMap<String, (Arc<Client>, DateTime<Utc>)>>;
 pub(crate) struct ClientCache {
     ttl: TimeDelta,
     replicas: Box<[Replica]>,
-    /// Clients per replica before it is emptied.
-    replica_capacity: usize,
     /// Bumped by every [`ClientCache::forget`]: a record read from the
     /// store while a change was being made is not cached (it may be the
     /// old one).
@@ -42,14 +40,13 @@ pub(crate) struct ClientCache {
 impl ClientCache {
     pub(crate) fn new(ttl: TimeDelta) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::with_replicas(ttl, cores.clamp(1, MAX_REPLICAS))
+        Self::with_replicas(ttl, cores.min(MAX_REPLICAS))
     }
 
     fn with_replicas(ttl: TimeDelta, n: usize) -> Self {
         Self {
             ttl,
             replicas: (0..n).map(|_| RwLock::new(HashMap::new())).collect(),
-            replica_capacity: (CAPACITY / n).max(1),
             generation: AtomicU64::new(0),
         }
     }
@@ -92,10 +89,11 @@ impl ClientCache {
             if self.generation.load(Ordering::SeqCst) != generation {
                 return;
             }
-            let full = replica.len() >= self.replica_capacity;
-            if full && !replica.contains_key(&client.client_id) {
+            // Each replica holds its share of the bound.
+            let capacity = CAPACITY / self.replicas.len();
+            if replica.len() >= capacity && !replica.contains_key(&client.client_id) {
                 replica.retain(|_, (_, read_at)| now >= *read_at && now - *read_at < self.ttl);
-                if replica.len() >= self.replica_capacity {
+                if replica.len() >= capacity {
                     replica.clear();
                 }
             }
@@ -219,8 +217,9 @@ mod tests {
             .expect("the first thread")
         });
         // Threads are numbered in turn: one of the next few uses the other
-        // replica, which has not read the client yet.
-        let other = (0..8).find_map(|_| {
+        // replica, which has not read the client yet (other tests' threads
+        // may take numbers in between, hence more than one try).
+        let other = (0..64).find_map(|_| {
             std::thread::scope(|s| {
                 s.spawn(|| {
                     if thread_number() % 2 == first {
