@@ -825,28 +825,43 @@ fn a_client_change_through_the_server_reaches_every_threads_cache() {
     let h = harness_with(config().client_cache_ttl(chrono::TimeDelta::seconds(60)));
     let app = rt().block_on(h.app(false));
     let old_secret = app.secret.clone().unwrap();
+    let old_secret = old_secret.as_str();
     let new_secret = "a-brand-new-secret-of-enough-length";
     let cc = |secret| h.token_basic(&app.id, secret, &[("grant_type", "client_credentials")]);
-    let changed = std::sync::Barrier::new(THREADS + 1);
+    // Steps are handed over by channels with a timeout, not a barrier: if
+    // a thread panics, the others fail instead of waiting forever.
+    let timeout = std::time::Duration::from_secs(60);
+    let (reached, steps) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..THREADS)
+        let (workers, go): (Vec<_>, Vec<_>) = (0..THREADS)
             .map(|_| {
-                s.spawn(|| {
+                let (go, wait) = std::sync::mpsc::channel::<()>();
+                let reached = reached.clone();
+                let worker = s.spawn(move || {
                     let rt = rt();
-                    // Cached on this thread, then changed by another one
-                    // between two waits.
-                    let before = rt.block_on(cc(&old_secret)).status();
-                    changed.wait();
-                    changed.wait();
-                    let old_after_reset = rt.block_on(cc(&old_secret)).status();
+                    let next = || {
+                        reached.send(()).unwrap();
+                        wait.recv_timeout(timeout)
+                            .expect("the changing thread went on");
+                    };
+                    // Cached on this thread, then changed by another one.
+                    let before = rt.block_on(cc(old_secret)).status();
+                    next();
+                    let old_after_reset = rt.block_on(cc(old_secret)).status();
                     let new_after_reset = rt.block_on(cc(new_secret)).status();
-                    changed.wait();
-                    changed.wait();
+                    next();
                     let after_delete = err_code(&rt.block_on(cc(new_secret)));
                     (before, old_after_reset, new_after_reset, after_delete)
-                })
+                });
+                (worker, go)
             })
-            .collect();
+            .unzip();
+        let all_reached = || {
+            for _ in 0..THREADS {
+                steps.recv_timeout(timeout).expect("a worker stopped");
+            }
+        };
+        let go_on = || go.iter().for_each(|g| g.send(()).unwrap());
         let rt = rt();
         let mut client = rt
             .block_on(h.server.client(&app.id))
@@ -856,12 +871,12 @@ fn a_client_change_through_the_server_reaches_every_threads_cache() {
             .clone();
         client.secret_hash = Some(TokenHash::of(new_secret));
         // The workers have each read the client before each change.
-        changed.wait();
+        all_reached();
         assert!(rt.block_on(h.server.update_client(&client)).unwrap());
-        changed.wait();
-        changed.wait();
+        go_on();
+        all_reached();
         assert!(rt.block_on(h.server.delete_client(&app.id)).unwrap());
-        changed.wait();
+        go_on();
         for w in workers {
             let (before, old_after_reset, new_after_reset, after_delete) = w.join().unwrap();
             assert_eq!(before, StatusCode::OK);
