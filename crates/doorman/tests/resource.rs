@@ -842,7 +842,7 @@ fn a_client_change_through_the_server_reaches_every_threads_cache() {
                     let next = || {
                         reached.send(()).unwrap();
                         wait.recv_timeout(timeout)
-                            .expect("the changing thread went on");
+                            .expect("the changing thread stopped");
                     };
                     // Cached on this thread, then changed by another one.
                     let before = rt.block_on(cc(old_secret)).status();
@@ -856,6 +856,9 @@ fn a_client_change_through_the_server_reaches_every_threads_cache() {
                 (worker, go)
             })
             .unzip();
+        // Only the workers hold a sender now: if they all stop, the wait
+        // below ends at once.
+        drop(reached);
         let all_reached = || {
             for _ in 0..THREADS {
                 steps.recv_timeout(timeout).expect("a worker stopped");
