@@ -105,3 +105,42 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
+
+/// The CPU time (user and system, all threads) a process has used so
+/// far, from `/proc/<pid>/stat`, in its clock ticks of 10 ms (`USER_HZ`,
+/// 100 on Linux whatever the kernel's own tick).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 10))
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line: the 14th and 15th
+/// fields, counted after the command name (in parentheses, and free to
+/// contain spaces and parentheses itself).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_utime_and_stime_after_the_name() {
+        // A name with a space and a parenthesis of its own.
+        let stat = "4242 (doorman (x) demo) S 1 4242 4242 0 -1 4194560 1234 0 5 0 \
+                    731 269 0 0 20 0 3 0 5000 123456789 2048 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(731 + 269));
+        assert_eq!(cpu_ticks("4242 (demo) S 1"), None);
+        assert_eq!(cpu_ticks("no name here"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_cpu_time() {
+        assert!(cpu_time(std::process::id()).is_some());
+    }
+}

@@ -51,6 +51,9 @@ pub struct Outcome {
     pub exhausted: bool,
     /// Latencies of the units in the window, sorted, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// CPU time (user and system) the server's process spent in the
+    /// window, when it was watched and the window ran to its end.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Outcome {
@@ -74,6 +77,15 @@ impl Outcome {
         f64::from(self.latencies_us[at.min(last)]) / 1000.0
     }
 
+    /// The server's CPU time per unit, in microseconds: what its rate
+    /// follows when the server has about one core (see "How noisy a
+    /// ratio is" in `BENCHMARKS.md`), and what a waiting server does not
+    /// spend.
+    pub fn server_cpu_us(&self) -> Option<f64> {
+        let cpu = self.server_cpu.filter(|_| self.valid())?;
+        Some(cpu.as_secs_f64() * 1e6 / self.count as f64)
+    }
+
     /// Whether the number means anything.
     pub fn valid(&self) -> bool {
         self.failures == 0 && self.count > 0
@@ -89,6 +101,7 @@ impl Outcome {
         self.exhausted |= other.exhausted;
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
+        self.server_cpu = self.server_cpu.zip(other.server_cpu).map(|(a, b)| a + b);
         self
     }
 }
@@ -106,12 +119,41 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
+/// A server under load: where its requests go, and its process (whose
+/// CPU time the paired measures read).
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its process id.
+    pub pid: u32,
+}
+
 /// Runs `work` against `addr` with `shape`; returns once every connection
 /// stopped (at the end of the window, or when input ran out).
 pub async fn run<W: Work>(addr: SocketAddr, shape: Shape, work: Arc<W>) -> Outcome {
+    run_watching(addr, None, shape, work).await
+}
+
+/// [`run`], also taking the CPU time of the server's process `pid` (if
+/// given) at the window's start and end.
+pub async fn run_watching<W: Work>(
+    addr: SocketAddr,
+    pid: Option<u32>,
+    shape: Shape,
+    work: Arc<W>,
+) -> Outcome {
     let start = Instant::now() + Duration::from_millis(20);
     let window_start = start + shape.warmup;
     let end = window_start + shape.duration;
+    let cpu = pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window_start.into()).await;
+            let before = crate::child::cpu_time(pid);
+            tokio::time::sleep_until(end.into()).await;
+            crate::child::cpu_time(pid)?.checked_sub(before?)
+        })
+    });
     let mut tasks = Vec::with_capacity(shape.connections);
     for _ in 0..shape.connections {
         let work = work.clone();
@@ -182,6 +224,15 @@ pub async fn run<W: Work>(addr: SocketAddr, shape: Shape, work: Arc<W>) -> Outco
         .map(|(_, lat)| *lat)
         .collect();
     latencies_us.sort_unstable();
+    let server_cpu = match cpu {
+        // A window cut short by exhausted input has the server idle after it.
+        Some(task) if exhausted_at.is_none() => task.await.ok().flatten(),
+        Some(task) => {
+            task.abort();
+            None
+        }
+        None => None,
+    };
     Outcome {
         count: latencies_us.len() as u64,
         failures: tallies.iter().map(|t| t.failures).sum(),
@@ -189,5 +240,6 @@ pub async fn run<W: Work>(addr: SocketAddr, shape: Shape, work: Arc<W>) -> Outco
         window: window_end - window_start,
         exhausted: exhausted_at.is_some(),
         latencies_us,
+        server_cpu,
     }
 }

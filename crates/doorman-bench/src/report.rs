@@ -137,8 +137,8 @@ impl Row {
 /// The table, in Markdown.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| measure | store | req/s | p50 ms | p99 ms | ratio to bare | target | result |\n\
-         |---|---|---:|---:|---:|---:|---:|---|\n",
+        "| measure | store | req/s | p50 ms | p99 ms | server CPU µs | ratio to bare | target | result |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in rows {
         let (base, target) = r.measure.target(&r.store);
@@ -179,12 +179,17 @@ pub fn table(rows: &[Row]) -> String {
                 )
             }
         };
+        let cpu = r
+            .outcome
+            .as_ref()
+            .and_then(Outcome::server_cpu_us)
+            .map_or_else(|| "-".into(), |us| format!("{us:.1}"));
         let ratio = match (r.ratio(), base) {
             (Some(x), Some(b)) => format!("{x:.2}× {}{}", b.label(), spread(&r.slice_ratios)),
             _ => "-".into(),
         };
         out.push_str(&format!(
-            "| {} | {} | {rate} | {p50} | {p99} | {ratio} | {target} | {result} |\n",
+            "| {} | {} | {rate} | {p50} | {p99} | {cpu} | {ratio} | {target} | {result} |\n",
             r.measure.label(),
             r.store,
         ));
@@ -212,6 +217,50 @@ mod tests {
         assert_eq!(spread(&[]), "");
         assert_eq!(spread(&[0.9]), "");
         assert_eq!(spread(&[0.86, 0.8, 0.931]), " (slices 0.80–0.93)");
+    }
+
+    fn row(server_cpu: Option<std::time::Duration>) -> Row {
+        Row {
+            measure: Measure::Bearer,
+            store: "memory".into(),
+            outcome: Some(Outcome {
+                count: 1000,
+                failures: 0,
+                first_failure: None,
+                window: std::time::Duration::from_secs(1),
+                exhausted: false,
+                latencies_us: vec![100; 1000],
+                server_cpu,
+            }),
+            bare_rate: Some(1000.0),
+            slice_ratios: Vec::new(),
+            note: String::new(),
+        }
+    }
+
+    /// The cells of the table's last line.
+    fn last_cells(t: &str) -> Vec<String> {
+        let line = t.lines().last().unwrap_or_default();
+        line.split('|').map(|c| c.trim().to_owned()).collect()
+    }
+
+    #[test]
+    fn the_table_gives_the_server_cpu_per_request() {
+        let ms = std::time::Duration::from_millis;
+        // 12 ms of CPU over 1000 requests.
+        assert_eq!(last_cells(&table(&[row(Some(ms(12)))]))[6], "12.0");
+        assert_eq!(last_cells(&table(&[row(None)]))[6], "-");
+        // Slices merge their CPU only when every slice has one.
+        let both = row(Some(ms(12))).outcome.and_then(|a| {
+            let b = row(Some(ms(8))).outcome?;
+            a.merge(b).server_cpu_us()
+        });
+        assert_eq!(both, Some(10.0));
+        let one = row(Some(ms(12)))
+            .outcome
+            .zip(row(None).outcome)
+            .and_then(|(a, b)| a.merge(b).server_cpu_us());
+        assert_eq!(one, None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand::Rng as _;
 use crate::child::Server;
 use crate::client::{Conn, Template};
 use crate::flows::{Exchange, Fixed, Flow, Mint, Setup, pkce};
-use crate::load::{self, Outcome, Shape, Work};
+use crate::load::{self, Outcome, Shape, Target, Work};
 use crate::probe::{self, Rows};
 use crate::report::{self, Baseline, Measure, Row};
 use crate::{Opts, StoreKind, bare};
@@ -168,7 +168,7 @@ fn bare_of(store: &str, m: Measure) -> Result<(Measure, Template), String> {
 /// before `m` runs; pushes its row (store column `(store, before m)`) and
 /// answers its rate, `None` when it was invalid: then `m` gets no ratio.
 async fn bare_before(
-    bare: SocketAddr,
+    bare: Target,
     shape: Shape,
     store: &str,
     m: Measure,
@@ -176,7 +176,7 @@ async fn bare_before(
 ) -> Result<Option<f64>, String> {
     let (which, template) = bare_of(store, m)?;
     let label = format!("({store}, before {})", m.short());
-    let row = measure(bare, shape, which, &label, None, Fixed(template)).await;
+    let row = measure(bare.addr, shape, which, &label, None, Fixed(template)).await;
     let rate = rate_of(row.outcome.as_ref());
     rows.push(row);
     Ok(rate)
@@ -210,7 +210,7 @@ fn one_side(shape: Shape) -> Duration {
 /// both rows (bare first, store column `(store, with m)`). A demo slice
 /// whose input ran out ends the turns.
 async fn paired<W: Work>(
-    (bare, addr): (SocketAddr, SocketAddr),
+    (bare, demo): (Target, Target),
     shape: Shape,
     store: &str,
     m: Measure,
@@ -223,10 +223,10 @@ async fn paired<W: Work>(
     let (mut base, mut measured): (Option<Outcome>, Option<Outcome>) = (None, None);
     let mut slice_ratios = Vec::new();
     for _ in 0..ROUNDS {
-        let b = load::run(bare, slice, template.clone()).await;
+        let b = load::run_watching(bare.addr, Some(bare.pid), slice, template.clone()).await;
         let bare_slice = rate_of(Some(&b));
         base = Some(merged(base, b));
-        let d = load::run(addr, slice, work.clone()).await;
+        let d = load::run_watching(demo.addr, Some(demo.pid), slice, work.clone()).await;
         let ran_out = d.exhausted;
         if let (Some(b), Some(d)) = (bare_slice, rate_of(Some(&d)))
             && b > 0.0
@@ -312,7 +312,11 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
                 continue;
             }
         };
-        let block = store_block(o, store, &demo, bare.addr, &dev_token, shape, &mut rows).await;
+        let bare = Target {
+            addr: bare.addr,
+            pid: bare.pid,
+        };
+        let block = store_block(o, store, &demo, bare, &dev_token, shape, &mut rows).await;
         demo.stop().await;
         match block {
             Ok(mut n) => notes.append(&mut n),
@@ -340,7 +344,7 @@ async fn store_block(
     o: &Opts,
     store: &StoreKind,
     demo: &Server,
-    bare: SocketAddr,
+    bare: Target,
     dev_token: &str,
     shape: Shape,
     rows: &mut Vec<Row>,
@@ -353,7 +357,13 @@ async fn store_block(
     let token = setup.user_token(&mut conn).await?;
 
     let wants = |m: &str| o.measures.iter().any(|x| x == m);
-    let both = (bare, addr);
+    let both = (
+        bare,
+        Target {
+            addr,
+            pid: demo.pid,
+        },
+    );
     if wants("bearer") {
         let work = Fixed(Setup::userinfo(&token)?);
         paired(both, shape, name, Measure::Bearer, work, rows).await?;
