@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::load::Target;
+
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -82,6 +84,14 @@ impl Server {
             return Err(format!("refusing a non-loopback server address {addr}"));
         }
         Ok(Self { child, addr, pid })
+    }
+
+    /// Where its requests go and which process to watch.
+    pub fn target(&self) -> Target {
+        Target {
+            addr: self.addr,
+            pid: self.pid,
+        }
     }
 
     /// Resident memory in KiB (`VmRSS`), if readable.

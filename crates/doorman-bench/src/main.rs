@@ -10,7 +10,8 @@
 //! in turns with the bare request of its shape (`GET` or form `POST`),
 //! three slices each, and its ratio is to those bare slices: the box
 //! drifts, and drift then touches both alike.
-//! It prints req/s, p50/p99 and the ratio to the bare server for each store.
+//! It prints req/s, p50/p99, the server's CPU time per request and the
+//! ratio to the bare server for each store.
 //!
 //! ```text
 //! cargo build --release -p doorman-demo -p doorman-bench

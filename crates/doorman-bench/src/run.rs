@@ -312,11 +312,7 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
                 continue;
             }
         };
-        let bare = Target {
-            addr: bare.addr,
-            pid: bare.pid,
-        };
-        let block = store_block(o, store, &demo, bare, &dev_token, shape, &mut rows).await;
+        let block = store_block(o, store, &demo, bare.target(), &dev_token, shape, &mut rows).await;
         demo.stop().await;
         match block {
             Ok(mut n) => notes.append(&mut n),
@@ -357,13 +353,7 @@ async fn store_block(
     let token = setup.user_token(&mut conn).await?;
 
     let wants = |m: &str| o.measures.iter().any(|x| x == m);
-    let both = (
-        bare,
-        Target {
-            addr,
-            pid: demo.pid,
-        },
-    );
+    let both = (bare, demo.target());
     if wants("bearer") {
         let work = Fixed(Setup::userinfo(&token)?);
         paired(both, shape, name, Measure::Bearer, work, rows).await?;
