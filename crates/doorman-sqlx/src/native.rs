@@ -23,12 +23,12 @@
 use std::ffi::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
 use doorman::StoreError;
+use doorman::store::thread_index;
 use rusqlite::{Connection, OpenFlags, ToSql};
 
 /// SQLite's VFS for a file one process owns
@@ -118,7 +118,11 @@ impl Native {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let n = self.readers.len();
-        let start = home_reader() % n;
+        // This thread's home reader first: each thread keeps to a
+        // connection of its own, whose pages stay warm in that thread's
+        // CPU cache, and no counter is written by every thread on every
+        // read. Another free reader is taken when that one is busy.
+        let start = thread_index() % n;
         let free = (0..n).find_map(|i| match self.readers[(start + i) % n].try_lock() {
             Ok(guard) => Some(guard),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
@@ -233,19 +237,6 @@ where
             "doorman-sqlx: the SQLite write did not run: {why}"
         ))));
     }
-}
-
-/// The reader this thread tries first: threads are numbered in the order
-/// they first read, so that each keeps to a connection of its own (whose
-/// pages stay warm in that thread's CPU cache) and no counter is written
-/// by every thread on every read. Another free reader is taken when that
-/// one is busy.
-fn home_reader() -> usize {
-    static THREADS: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static HOME: usize = THREADS.fetch_add(1, Ordering::Relaxed);
-    }
-    HOME.with(|home| *home)
 }
 
 /// Page cache of each reading connection (KiB).
@@ -503,18 +494,10 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_keeps_its_home_reader_and_threads_get_their_own() {
-        let here = home_reader();
-        assert_eq!(home_reader(), here);
-        let there = std::thread::spawn(home_reader).join().unwrap();
-        assert_ne!(there, here);
-    }
-
-    #[test]
     fn a_read_takes_another_reader_while_its_home_one_is_busy() {
         let file = TempFile::new("busy-home");
         let native = Native::open(&file.0, 3, Duration::from_secs(1), false).unwrap();
-        let home = home_reader() % native.readers.len();
+        let home = thread_index() % native.readers.len();
         // Another thread holds this thread's home reader until told to let
         // go, or for 5 s. A read that waited for it would finish only once
         // the holder gave up: the holder reports which it was.

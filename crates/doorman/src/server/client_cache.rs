@@ -12,12 +12,13 @@
 //! a newly registered client is seen at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::Client;
+use crate::store::thread_index;
 
 /// The most replicas: one per thread on boxes with up to this many cores.
 const MAX_REPLICAS: usize = 16;
@@ -62,7 +63,7 @@ impl ClientCache {
 
     /// This thread's replica.
     fn replica(&self) -> &Replica {
-        &self.replicas[thread_number() % self.replicas.len()]
+        &self.replicas[thread_index() % self.replicas.len()]
     }
 
     /// The cached client, if read less than the TTL before `now`.
@@ -111,16 +112,6 @@ impl ClientCache {
             }
         }
     }
-}
-
-/// This thread's number: threads are numbered in the order they first
-/// use a cache.
-fn thread_number() -> usize {
-    static THREADS: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static NUMBER: usize = THREADS.fetch_add(1, Ordering::Relaxed);
-    }
-    NUMBER.with(|n| *n)
 }
 
 #[cfg(test)]
@@ -211,7 +202,7 @@ mod tests {
             s.spawn(|| {
                 cache.put(client("a", "A1"), t0, cache.generation());
                 assert!(cache.get("a", t0).is_some());
-                thread_number() % 2
+                thread_index() % 2
             })
             .join()
             .expect("the first thread")
@@ -222,7 +213,7 @@ mod tests {
         let other = (0..64).find_map(|_| {
             std::thread::scope(|s| {
                 s.spawn(|| {
-                    if thread_number() % 2 == first {
+                    if thread_index() % 2 == first {
                         return None;
                     }
                     let seen = cache.get("a", t0).map(|c| c.name.clone());

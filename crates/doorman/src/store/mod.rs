@@ -27,6 +27,27 @@ use crate::model::{
 use crate::scope::Scopes;
 use crate::secret::TokenHash;
 
+/// A small number for the calling thread, the same on every call from it:
+/// threads are numbered 0, 1, 2, … in the order they first ask. For
+/// stores (and the server's client cache) that keep a resource per thread
+/// — a connection, a replica — and pick it as `thread_index() % n`, so
+/// that each thread keeps to its own without writing a shared counter on
+/// every call.
+///
+/// ```
+/// let here = doorman::store::thread_index();
+/// assert_eq!(doorman::store::thread_index(), here);
+/// let there = std::thread::spawn(doorman::store::thread_index).join().unwrap();
+/// assert_ne!(there, here);
+/// ```
+pub fn thread_index() -> usize {
+    static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}
+
 /// Registered clients.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
