@@ -220,6 +220,21 @@ fn credentials(c: &mut Criterion) {
     g.finish();
 }
 
+fn balance(c: &mut Criterion) {
+    let mut g = c.benchmark_group("balance");
+    // What every userinfo answer with the balance scope formats.
+    g.bench_function("format_units", |b| {
+        b.iter(|| {
+            black_box(Balance::format_units(
+                black_box(1_000_000),
+                black_box(250_123),
+                black_box(1000),
+            ))
+        });
+    });
+    g.finish();
+}
+
 fn parsing(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     let (verifier, _) = pkce();
@@ -416,6 +431,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = credentials, parsing, endpoints, purge
+    targets = credentials, balance, parsing, endpoints, purge
 }
 criterion_main!(benches);

@@ -180,17 +180,52 @@ impl Balance {
     /// 250000 and 1000). `divisor` must be positive.
     pub fn format_units(quota: i64, used_quota: i64, divisor: i64) -> String {
         let remaining = i128::from(quota) - i128::from(used_quota);
-        let divisor = i128::from(divisor.max(1));
-        // Hundredths, rounded half away from zero.
-        let scaled = remaining * 100;
-        let mut q = scaled / divisor;
-        let r = scaled % divisor;
-        if 2 * r.abs() >= divisor {
-            q += scaled.signum();
+        let divisor = divisor.max(1).unsigned_abs();
+        // Hundredths of the magnitude, rounded half away from zero
+        // (`2r >= d` written as `r >= d - r`, which cannot overflow). Every
+        // balance a host shows fits `u64` arithmetic, far cheaper than
+        // `u128`'s; the extremes take the wide path.
+        let scaled = remaining.unsigned_abs() * 100;
+        let hundredths = match u64::try_from(scaled) {
+            Ok(m) => u128::from(m / divisor + u64::from(m % divisor >= divisor - m % divisor)),
+            Err(_) => {
+                let d = u128::from(divisor);
+                scaled / d + u128::from(scaled % d >= d - scaled % d)
+            }
+        };
+        // Written from the right: two decimals, the point, the units, the
+        // sign (none for a balance that rounds to zero).
+        let mut buf = [0u8; 44];
+        let mut at = buf.len();
+        let mut n = hundredths;
+        for i in 0.. {
+            if i == 2 {
+                at -= 1;
+                buf[at] = b'.';
+            }
+            // Digits stay in `u64` once the rest fits: no `u128` division.
+            let digit = match u64::try_from(n) {
+                Ok(small) => {
+                    n = u128::from(small / 10);
+                    small % 10
+                }
+                Err(_) => {
+                    let d = n % 10;
+                    n /= 10;
+                    d as u64
+                }
+            };
+            at -= 1;
+            buf[at] = b'0' + digit as u8;
+            if i >= 2 && n == 0 {
+                break;
+            }
         }
-        let sign = if q < 0 { "-" } else { "" };
-        let q = q.abs();
-        format!("{sign}{}.{:02}", q / 100, q % 100)
+        if remaining < 0 && hundredths != 0 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        buf[at..].iter().map(|&b| char::from(b)).collect()
     }
 }
 
@@ -270,5 +305,80 @@ mod tests {
             Balance::format_units(i64::MAX, i64::MIN, 1),
             "18446744073709551615.00"
         );
+        assert_eq!(
+            Balance::format_units(i64::MIN, i64::MAX, 1),
+            "-18446744073709551615.00"
+        );
+        assert_eq!(Balance::format_units(-4, 0, 1000), "0.00"); // no "-0.00"
+        assert_eq!(Balance::format_units(7, 0, 0), "7.00"); // divisor taken as 1
+    }
+
+    /// The plain `i128` arithmetic and `format!` the fast writer replaced.
+    fn reference(quota: i64, used_quota: i64, divisor: i64) -> String {
+        let remaining = i128::from(quota) - i128::from(used_quota);
+        let divisor = i128::from(divisor.max(1));
+        let scaled = remaining * 100;
+        let mut q = scaled / divisor;
+        if 2 * (scaled % divisor).abs() >= divisor {
+            q += scaled.signum();
+        }
+        let sign = if q < 0 { "-" } else { "" };
+        let q = q.abs();
+        format!("{sign}{}.{:02}", q / 100, q % 100)
+    }
+
+    #[test]
+    fn balance_formatting_matches_plain_arithmetic_at_the_edges() {
+        let values = [
+            i64::MIN,
+            i64::MIN + 1,
+            -184_467_440_737_095_517,
+            -1_000_001,
+            -1000,
+            -999,
+            -500,
+            -499,
+            -5,
+            -1,
+            0,
+            1,
+            4,
+            5,
+            499,
+            500,
+            999,
+            1000,
+            1_000_001,
+            184_467_440_737_095_516,
+            184_467_440_737_095_517,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        let divisors = [1, 2, 3, 7, 10, 100, 1000, 1001, 1_000_000, i64::MAX, 0, -5];
+        for quota in values {
+            for used in [0, 1, -1, 999, i64::MAX, i64::MIN] {
+                for divisor in divisors {
+                    assert_eq!(
+                        Balance::format_units(quota, used, divisor),
+                        reference(quota, used, divisor),
+                        "{quota} - {used} over {divisor}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn balance_formatting_matches_plain_arithmetic(
+            quota: i64,
+            used_quota: i64,
+            divisor in 1i64..=i64::MAX,
+        ) {
+            proptest::prop_assert_eq!(
+                Balance::format_units(quota, used_quota, divisor),
+                reference(quota, used_quota, divisor)
+            );
+        }
     }
 }
