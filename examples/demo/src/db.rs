@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use doorman::{StoreError, TokenHash, TokenRecord};
+use doorman::store::TokenStore as _;
+use doorman::{MemoryStore, StoreError, TokenHash, TokenRecord, UserId};
 use doorman_sqlx::rusqlite::OptionalExtension as _;
 use doorman_sqlx::{SqlStore, UserJoin, UserRow};
 use sqlx::{PgPool, Row as _, SqlitePool};
@@ -22,8 +23,9 @@ pub enum Db {
     /// PostgreSQL, and the store on it.
     Postgres(PgPool, SqlStore),
     /// Process memory (`DATABASE_URL=memory:`, for benchmarks and trials):
-    /// gone when the process ends.
-    Memory(Arc<RwLock<MemTables>>),
+    /// gone when the process ends. The OAuth store beside the tables, for
+    /// the joined token-and-user read.
+    Memory(Arc<RwLock<MemTables>>, Arc<MemoryStore>),
 }
 
 /// Runs the same code over whichever pool `$db` holds, or `$mem` over the
@@ -39,7 +41,7 @@ macro_rules! on_pool {
         match $db {
             Db::Sqlite($pool, _) => $body,
             Db::Postgres($pool, _) => $body,
-            Db::Memory(tables) => {
+            Db::Memory(tables, _) => {
                 #[allow(unused_mut)]
                 let mut $tables = tables.$lock().map_err(|_| poisoned())?;
                 Ok($mem)
@@ -100,6 +102,20 @@ impl MemTables {
         let i = usize::try_from(id.checked_sub(1)?).ok()?;
         self.users.get(i)
     }
+}
+
+/// The key of the user `user` names: the demo's user ids are its keys
+/// written out, so `"042"` or `"+42"` name no user, as in the joined read.
+pub(crate) fn user_key(user: &UserId) -> Option<i64> {
+    let s = user.as_str();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    // Written out, a key has no sign but `-`, and no leading zero but "0".
+    let canonical = digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && (!digits.starts_with('0') || s == "0");
+    if !canonical {
+        return None;
+    }
+    s.parse::<i64>().ok()
 }
 
 /// A user row.
@@ -194,15 +210,15 @@ const POSTGRES_SCHEMA: &[&str] = &[
 const MIGRATION_LOCK: i64 = 0x646f_6f72_6d61_6e01;
 
 impl Db {
-    /// Empty tables in process memory.
-    pub fn memory() -> Self {
-        Db::Memory(Arc::new(RwLock::new(MemTables::default())))
+    /// Empty tables in process memory, beside `store`.
+    pub fn memory(store: Arc<MemoryStore>) -> Self {
+        Db::Memory(Arc::new(RwLock::new(MemTables::default())), store)
     }
 
     /// Creates the demo's tables if they are missing.
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
         match self {
-            Db::Memory(_) => Ok(()),
+            Db::Memory(..) => Ok(()),
             Db::Sqlite(pool, _) => {
                 let mut tx = pool.begin().await?;
                 for stmt in SQLITE_SCHEMA {
@@ -296,25 +312,35 @@ impl Db {
         )
     }
 
-    /// A bearer token and its user's row, read in one statement by the
-    /// store (`None` for the in-memory tables, whose claims are read on
-    /// their own): `Ok(None)` when no token is stored under `hash`, no row
-    /// when the token has no user or the user is gone.
+    /// A bearer token and its user's row: in one statement by the SQL
+    /// store, or from the two in-memory maps. `Ok(None)` when no token is
+    /// stored under `hash`; no row when the token has no user or the user
+    /// is gone.
     pub async fn token_with_user(
         &self,
         hash: &TokenHash,
-    ) -> Option<Result<Option<(TokenRecord, Option<User>)>, StoreError>> {
+    ) -> Result<Option<(TokenRecord, Option<User>)>, StoreError> {
         let store = match self {
             Db::Sqlite(_, store) | Db::Postgres(_, store) => store,
-            Db::Memory(_) => return None,
+            Db::Memory(tables, store) => {
+                let Some(token) = store.token(hash).await? else {
+                    return Ok(None);
+                };
+                let user = match token.user_id.as_ref().and_then(user_key) {
+                    Some(id) => tables
+                        .read()
+                        .map_err(|_| StoreError::message("the in-memory tables' lock is poisoned"))?
+                        .user(id)
+                        .map(|(u, _)| u.clone()),
+                    None => None,
+                };
+                return Ok(Some((token, user)));
+            }
         };
-        let read = async {
-            let Some((token, row)) = store.token_with_user(hash, &USER_JOIN).await? else {
-                return Ok(None);
-            };
-            Ok(Some((token, row.map(|r| user_of(&r)).transpose()?)))
+        let Some((token, row)) = store.token_with_user(hash, &USER_JOIN).await? else {
+            return Ok(None);
         };
-        Some(read.await)
+        Ok(Some((token, row.map(|r| user_of(&r)).transpose()?)))
     }
 
     /// A user by id.
@@ -491,5 +517,60 @@ impl Db {
                 *t.apps.entry(client_id.to_owned()).or_insert(id)
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_id_names_a_key_only_written_exactly() {
+        assert_eq!(user_key(&UserId::new("42")), Some(42));
+        assert_eq!(user_key(&UserId::new("-7")), Some(-7));
+        assert_eq!(user_key(&UserId::new("0")), Some(0));
+        let min = i64::MIN.to_string();
+        assert_eq!(user_key(&UserId::new(min)), Some(i64::MIN));
+        for near in [
+            "042",
+            "+42",
+            " 42",
+            "42 ",
+            "42abc",
+            "",
+            "4.2e1",
+            "-0",
+            "-042",
+            "00",
+            "-",
+            "+",
+            "9223372036854775808",
+        ] {
+            assert_eq!(user_key(&UserId::new(near)), None, "{near:?}");
+        }
+        // Exactly the ids that are a key written out.
+        for n in [
+            -1_000_001_i64,
+            -10,
+            -1,
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            123_456,
+            i64::MAX,
+        ] {
+            for id in [
+                n.to_string(),
+                format!("0{n}"),
+                format!("+{n}"),
+                format!("{n}0"),
+            ] {
+                let written = id.parse::<i64>().ok().filter(|k| k.to_string() == id);
+                assert_eq!(user_key(&UserId::new(id.clone())), written, "{id:?}");
+            }
+        }
     }
 }

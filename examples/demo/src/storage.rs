@@ -31,10 +31,11 @@ impl Storage {
     /// process owns a SQLite file alone.
     pub(crate) async fn open(url: &str, sqlite_exclusive: bool) -> Result<Self, DemoError> {
         if url == MEMORY_URL {
+            let memory = Arc::new(MemoryStore::new());
             return Ok(Self {
-                store: Arc::new(MemoryStore::new()),
+                store: memory.clone(),
                 sql: None,
-                db: Db::memory(),
+                db: Db::memory(memory.clone()),
                 description: describe(url),
             });
         }

@@ -23,6 +23,34 @@ async fn memory_full_flow(env: &TestEnv) {
     let v = mem.userinfo(&narrow.access_token).await.json();
     assert_eq!(v["username"], "bob", "{v}");
     assert!(v.get("quota").is_none(), "{v}");
+    // The joined read of token and user refuses what the separate reads
+    // refused: a token without a user, an unknown token, a revoked one.
+    let cc = mem
+        .token_request(app.basic(), &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(cc.status, StatusCode::OK, "{cc}");
+    let cc = cc.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let res = mem.userinfo(&cc).await;
+    assert_eq!(
+        res.status,
+        StatusCode::FORBIDDEN,
+        "client_credentials: {res}"
+    );
+    let res = mem.userinfo("garbage-token-0123456789").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "unknown: {res}");
+    let bob = mem.login(BOB).await;
+    let gone = mem.tokens_with(&bob, &app, "profile").await;
+    assert_eq!(
+        mem.userinfo(&gone.access_token).await.status,
+        StatusCode::OK
+    );
+    let res = mem.revoke(&app, &gone.access_token).await;
+    assert_eq!(res.status, StatusCode::OK, "{res}");
+    let res = mem.userinfo(&gone.access_token).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "revoked: {res}");
     let t2 = Tokens::from_response(&mem.refresh(&app, t.refresh(), None).await);
     mem.assert_active(&t2.access_token).await;
     mem.refresh(&app, t.refresh(), None)
