@@ -35,7 +35,7 @@ impl Storage {
             return Ok(Self {
                 store: memory.clone(),
                 sql: None,
-                db: Db::memory(memory.clone()),
+                db: Db::memory(memory),
                 description: describe(url),
             });
         }
