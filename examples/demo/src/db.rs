@@ -322,16 +322,12 @@ impl Db {
     ) -> Result<Option<(TokenRecord, Option<User>)>, StoreError> {
         let store = match self {
             Db::Sqlite(_, store) | Db::Postgres(_, store) => store,
-            Db::Memory(tables, store) => {
+            Db::Memory(_, store) => {
                 let Some(token) = store.token(hash).await? else {
                     return Ok(None);
                 };
                 let user = match token.user_id.as_ref().and_then(user_key) {
-                    Some(id) => tables
-                        .read()
-                        .map_err(|_| StoreError::message("the in-memory tables' lock is poisoned"))?
-                        .user(id)
-                        .map(|(u, _)| u.clone()),
+                    Some(id) => self.user(id).await.map_err(StoreError::backend)?,
                     None => None,
                 };
                 return Ok(Some((token, user)));
