@@ -168,7 +168,7 @@ fn bare_of(store: &str, m: Measure) -> Result<(Measure, Template), String> {
 /// before `m` runs; pushes its row (store column `(store, before m)`) and
 /// answers its rate, `None` when it was invalid: then `m` gets no ratio.
 async fn bare_before(
-    bare: Target,
+    bare: SocketAddr,
     shape: Shape,
     store: &str,
     m: Measure,
@@ -176,7 +176,7 @@ async fn bare_before(
 ) -> Result<Option<f64>, String> {
     let (which, template) = bare_of(store, m)?;
     let label = format!("({store}, before {})", m.short());
-    let row = measure(bare.addr, shape, which, &label, None, Fixed(template)).await;
+    let row = measure(bare, shape, which, &label, None, Fixed(template)).await;
     let rate = rate_of(row.outcome.as_ref());
     rows.push(row);
     Ok(rate)
@@ -384,7 +384,7 @@ async fn store_block(
         // 514 s at the default shape, where minting takes seconds to tens
         // of seconds (1 000 000 codes on the memory store: about 12 s; on
         // SQLite, at most 1.4 × 13 s of its client-credentials rate).
-        let bare_get = bare_before(bare, shape, name, Measure::Authorize, rows).await?;
+        let bare_get = bare_before(bare.addr, shape, name, Measure::Authorize, rows).await?;
         let pair = one_side(shape) * 2;
         let mint_cap = DEMO_CODE_TTL
             .saturating_sub(pair + CODE_TTL_MARGIN)
