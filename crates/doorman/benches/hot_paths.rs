@@ -7,6 +7,7 @@
 //!
 //! `cargo bench -p doorman --bench hot_paths` (about a minute). The load
 //! benchmark over real HTTP is `doorman-bench`; see `BENCHMARKS.md`.
+#![forbid(unsafe_code)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
