@@ -83,8 +83,7 @@ pub fn configure(server: AuthorizationServer) -> impl FnOnce(&mut ServiceConfig)
             cfg.route(
                 &path,
                 web::route().to(move |req: HttpRequest, payload: Payload| {
-                    let server = server.clone();
-                    async move { serve(server, endpoint, req, payload).await }
+                    serve(server.clone(), endpoint, req, payload)
                 }),
             );
         }
@@ -98,12 +97,24 @@ pub async fn serve(
     req: HttpRequest,
     payload: Payload,
 ) -> HttpResponse {
-    traced(&req, async {
-        let request = match read_request(&server, &req, payload).await {
-            Ok(r) => r,
-            Err(res) => return into_response(res),
-        };
-        into_response(server.handle(endpoint, request).await)
-    })
-    .await
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        return traced(&req, answer(&server, endpoint, &req, payload)).await;
+    }
+    // No span to run in: the answer's future is awaited here, not moved
+    // into `traced`'s.
+    answer(&server, endpoint, &req, payload).await
+}
+
+/// Reads the request, dispatches it, converts the answer back.
+async fn answer(
+    server: &AuthorizationServer,
+    endpoint: Endpoint,
+    req: &HttpRequest,
+    payload: Payload,
+) -> HttpResponse {
+    let request = match read_request(server, req, payload).await {
+        Ok(r) => r,
+        Err(res) => return into_response(res),
+    };
+    into_response(server.handle(endpoint, request).await)
 }

@@ -14,8 +14,12 @@ use tracing::Instrument as _;
 /// bodies: they carry tokens, secrets and passwords), records the status
 /// and logs the duration, all at `DEBUG` (as `doorman-axum`: an access log
 /// line per request costs 15–35 % of the throughput; enable it with
-/// `doorman_actix=debug`).
+/// `doorman_actix=debug`). While `DEBUG` is off it only awaits `answer`:
+/// no span, no clock read.
 pub async fn traced(req: &HttpRequest, answer: impl Future<Output = HttpResponse>) -> HttpResponse {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return answer.await;
+    }
     let span = tracing::debug_span!(
         "http",
         method = %req.method(),
@@ -39,11 +43,15 @@ pub async fn traced(req: &HttpRequest, answer: impl Future<Output = HttpResponse
 }
 
 /// Middleware (for [`actix_web::middleware::from_fn`]) giving the host's
-/// own routes the same secret-free span as the provider's endpoints.
+/// own routes the same secret-free span as the provider's endpoints (and,
+/// as [`traced`], nothing per request while `DEBUG` is off).
 pub async fn trace_request(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.call(req).await;
+    }
     let span = tracing::debug_span!(
         "http",
         method = %req.method(),
