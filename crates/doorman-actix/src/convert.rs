@@ -120,7 +120,7 @@ pub fn into_response(response: http::Response<Bytes>) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(parts.status.as_u16())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = HttpResponse::build(status);
-    let values = shared_copy(|| parts.headers.values().map(http::HeaderValue::as_bytes));
+    let values = shared_copy(|| parts.headers.iter().map(|(_, v)| v.as_bytes()));
     for ((name, _), value) in parts.headers.iter().zip(values) {
         if let (Ok(n), Ok(v)) = (
             actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
