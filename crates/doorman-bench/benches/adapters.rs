@@ -1,5 +1,5 @@
 //! Criterion benchmarks of whole requests through each adapter, in
-//! process (no socket), beside the same request to the core: what
+//! process (no socket), beside the same request to the core's `handle`: what
 //! `doorman-axum` and `doorman-actix` add to a request — routing, the
 //! conversions to and from the core's `http` types, the request's future
 //! and its box — on one memory-store server.
@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use actix_web::App;
 use actix_web::rt::System;
+use actix_web::test::TestRequest;
 use async_trait::async_trait;
 use axum::body::Body;
 use base64::Engine as _;
@@ -24,6 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use doorman::redirect::form_encode;
+use doorman::server::Endpoint;
 use doorman::{
     AuthorizationServer, Claims, ClientRegistration, Config, Endpoints, GrantType, MemoryStore,
     Scopes, Sessions, StoreError, UserClaims, UserId,
@@ -61,15 +63,10 @@ impl Claims for OneUser {
     }
 }
 
-/// The server, a confidential client's `Authorization: Basic` value and
-/// a user's access token, made through the real authorize and token calls.
-struct Fixture {
-    server: AuthorizationServer,
-    basic: String,
-    token: String,
-}
-
-async fn fixture() -> Fixture {
+/// The server and the requests' credentials: a confidential client's
+/// `Authorization: Basic` value and a user's access token, made through the
+/// real authorize and token calls.
+async fn fixture() -> (AuthorizationServer, Requests) {
     let config = Config::builder("https://id.example")
         .endpoints(Endpoints::under("/api/oauth2"))
         .scope("profile", "See your profile")
@@ -127,14 +124,68 @@ async fn fixture() -> Fixture {
     assert_eq!(res.status(), StatusCode::OK);
     let json: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
     let token = json["access_token"].as_str().unwrap().to_owned();
-    Fixture {
-        server,
+    let requests = Requests {
+        bearer: format!("Bearer {token}"),
         basic,
-        token,
+        form: format!("token={token}"),
+    };
+    (server, requests)
+}
+
+/// One of the two requests every row sends.
+#[derive(Clone, Copy)]
+enum Call {
+    Userinfo,
+    Introspection,
+}
+
+/// What the requests carry: the user's bearer header, the client's Basic
+/// header and the introspection form.
+struct Requests {
+    bearer: String,
+    basic: String,
+    form: String,
+}
+
+impl Requests {
+    /// `call` in `http` 1 types, for the core (`Bytes`) and axum (`Body`).
+    fn http<B: From<String> + Default>(&self, call: Call) -> Request<B> {
+        match call {
+            Call::Userinfo => Request::get(USERINFO)
+                .header(header::AUTHORIZATION, self.bearer.as_str())
+                .body(B::default()),
+            Call::Introspection => Request::post(INTROSPECT)
+                .header(header::AUTHORIZATION, self.basic.as_str())
+                .header(header::CONTENT_TYPE, FORM)
+                .body(B::from(self.form.clone())),
+        }
+        .unwrap()
+    }
+
+    /// `call` for actix-web's test service.
+    fn actix(&self, call: Call) -> TestRequest {
+        match call {
+            Call::Userinfo => TestRequest::get()
+                .uri(USERINFO)
+                .insert_header(("authorization", self.bearer.as_str())),
+            Call::Introspection => TestRequest::post()
+                .uri(INTROSPECT)
+                .insert_header(("authorization", self.basic.as_str()))
+                .insert_header(("content-type", FORM))
+                .set_payload(self.form.clone()),
+        }
     }
 }
 
-/// The same two requests, to the core's endpoints and through each
+/// The rows of one framework: its constant route, then the two requests
+/// through the adapter.
+const ROWS: [(&str, Call); 3] = [
+    ("constant", Call::Userinfo),
+    ("userinfo", Call::Userinfo),
+    ("introspection", Call::Introspection),
+];
+
+/// The same two requests, to the core's `handle` and through each
 /// adapter. Each path is checked to answer 2xx once, before it is timed
 /// (the loops' own checks are debug-only).
 fn adapters(c: &mut Criterion) {
@@ -142,56 +193,30 @@ fn adapters(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let f = rt.block_on(fixture());
-    let bearer = format!("Bearer {}", f.token);
-    let introspect = format!("token={}", f.token);
+    let (server, r) = rt.block_on(fixture());
 
-    rt.block_on(async {
-        let req = Request::post(INTROSPECT)
-            .header(header::AUTHORIZATION, f.basic.as_str())
-            .header(header::CONTENT_TYPE, FORM)
-            .body(Bytes::from(introspect.clone()))
-            .unwrap();
-        assert!(f.server.introspect(req).await.status().is_success());
-    });
     let mut g = c.benchmark_group("core");
-    g.bench_function("userinfo", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = Request::get(USERINFO)
-                .header(header::AUTHORIZATION, bearer.as_str())
-                .body(Bytes::new())
-                .unwrap();
-            let res = f.server.userinfo(req).await;
-            debug_assert!(res.status().is_success());
-            black_box(res);
+    for (name, call, endpoint) in [
+        ("userinfo", Call::Userinfo, Endpoint::Userinfo),
+        ("introspection", Call::Introspection, Endpoint::Introspect),
+    ] {
+        let res = rt.block_on(server.handle(endpoint, r.http(call)));
+        assert!(res.status().is_success(), "core {name}: {}", res.status());
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let res = server.handle(endpoint, r.http(call)).await;
+                debug_assert!(res.status().is_success());
+                black_box(res);
+            });
         });
-    });
-    g.bench_function("introspection", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = Request::post(INTROSPECT)
-                .header(header::AUTHORIZATION, f.basic.as_str())
-                .header(header::CONTENT_TYPE, FORM)
-                .body(Bytes::from(introspect.clone()))
-                .unwrap();
-            let res = f.server.introspect(req).await;
-            debug_assert!(res.status().is_success());
-            black_box(res);
-        });
-    });
+    }
     g.finish();
 
     // What the framework costs with no OAuth work: the same route answering
     // the core's userinfo answer, stored once.
-    let constant = rt.block_on(async {
-        let req = Request::get(USERINFO)
-            .header(header::AUTHORIZATION, bearer.as_str())
-            .body(Bytes::new())
-            .unwrap();
-        f.server.userinfo(req).await
-    });
-    assert!(constant.status().is_success());
+    let constant = rt.block_on(server.userinfo(r.http(Call::Userinfo)));
 
-    let router: axum::Router = doorman_axum::router(f.server.clone());
+    let adapter: axum::Router = doorman_axum::router(server.clone());
     let bare: axum::Router = {
         let constant = constant.clone();
         axum::Router::new().route(
@@ -202,65 +227,27 @@ fn adapters(c: &mut Criterion) {
             }),
         )
     };
-    rt.block_on(async {
-        for (path, auth, body) in [
-            (USERINFO, bearer.as_str(), None),
-            (INTROSPECT, f.basic.as_str(), Some(introspect.clone())),
-        ] {
-            let req = match body {
-                None => Request::get(path)
-                    .header(header::AUTHORIZATION, auth)
-                    .body(Body::empty()),
-                Some(form) => Request::post(path)
-                    .header(header::AUTHORIZATION, auth)
-                    .header(header::CONTENT_TYPE, FORM)
-                    .body(Body::from(form)),
-            };
-            let res = router.clone().oneshot(req.unwrap()).await.unwrap();
-            assert!(res.status().is_success(), "axum {path}: {}", res.status());
-        }
-    });
     let mut g = c.benchmark_group("axum");
-    g.bench_function("constant", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = Request::get(USERINFO)
-                .header(header::AUTHORIZATION, bearer.as_str())
-                .body(Body::empty())
-                .unwrap();
-            let res = bare.clone().oneshot(req).await.unwrap();
-            debug_assert!(res.status().is_success());
-            black_box(res);
+    for (name, call) in ROWS {
+        let router = if name == "constant" { &bare } else { &adapter };
+        let res = rt
+            .block_on(router.clone().oneshot(r.http::<Body>(call)))
+            .unwrap();
+        assert!(res.status().is_success(), "axum {name}: {}", res.status());
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let res = router.clone().oneshot(r.http::<Body>(call)).await.unwrap();
+                debug_assert!(res.status().is_success());
+                black_box(res);
+            });
         });
-    });
-    g.bench_function("userinfo", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = Request::get(USERINFO)
-                .header(header::AUTHORIZATION, bearer.as_str())
-                .body(Body::empty())
-                .unwrap();
-            let res = router.clone().oneshot(req).await.unwrap();
-            debug_assert!(res.status().is_success());
-            black_box(res);
-        });
-    });
-    g.bench_function("introspection", |b| {
-        b.to_async(&rt).iter(|| async {
-            let req = Request::post(INTROSPECT)
-                .header(header::AUTHORIZATION, f.basic.as_str())
-                .header(header::CONTENT_TYPE, FORM)
-                .body(Body::from(introspect.clone()))
-                .unwrap();
-            let res = router.clone().oneshot(req).await.unwrap();
-            debug_assert!(res.status().is_success());
-            black_box(res);
-        });
-    });
+    }
     g.finish();
 
     // actix-web's services live on its own single-threaded system.
     let system = System::new();
-    let app = system.block_on(actix_web::test::init_service(
-        App::new().configure(doorman_actix::configure(f.server.clone())),
+    let adapter = system.block_on(actix_web::test::init_service(
+        App::new().configure(doorman_actix::configure(server.clone())),
     ));
     let bare = system.block_on(actix_web::test::init_service(App::new().route(
         USERINFO,
@@ -269,74 +256,29 @@ fn adapters(c: &mut Criterion) {
             async move { doorman_actix::into_response(constant) }
         }),
     )));
-    system.block_on(async {
-        let userinfo = actix_web::test::TestRequest::get()
-            .uri(USERINFO)
-            .insert_header(("authorization", bearer.as_str()));
-        let introspection = actix_web::test::TestRequest::post()
-            .uri(INTROSPECT)
-            .insert_header(("authorization", f.basic.as_str()))
-            .insert_header(("content-type", FORM))
-            .set_payload(introspect.clone());
-        for req in [userinfo, introspection] {
-            let res = actix_web::test::call_service(&app, req.to_request()).await;
-            assert!(res.status().is_success(), "actix: {}", res.status());
-        }
-    });
     let mut g = c.benchmark_group("actix");
-    g.bench_function("constant", |b| {
-        b.iter_custom(|iters| {
-            system.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let req = actix_web::test::TestRequest::get()
-                        .uri(USERINFO)
-                        .insert_header(("authorization", bearer.as_str()))
-                        .to_request();
-                    let res = actix_web::test::call_service(&bare, req).await;
-                    debug_assert!(res.status().is_success());
-                    black_box(res);
-                }
-                start.elapsed()
-            })
+    for (name, call) in ROWS {
+        let app = if name == "constant" { &bare } else { &adapter };
+        let res = system.block_on(actix_web::test::call_service(
+            app,
+            r.actix(call).to_request(),
+        ));
+        assert!(res.status().is_success(), "actix {name}: {}", res.status());
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                system.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let res =
+                            actix_web::test::call_service(app, r.actix(call).to_request()).await;
+                        debug_assert!(res.status().is_success());
+                        black_box(res);
+                    }
+                    start.elapsed()
+                })
+            });
         });
-    });
-    g.bench_function("userinfo", |b| {
-        b.iter_custom(|iters| {
-            system.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let req = actix_web::test::TestRequest::get()
-                        .uri(USERINFO)
-                        .insert_header(("authorization", bearer.as_str()))
-                        .to_request();
-                    let res = actix_web::test::call_service(&app, req).await;
-                    debug_assert!(res.status().is_success());
-                    black_box(res);
-                }
-                start.elapsed()
-            })
-        });
-    });
-    g.bench_function("introspection", |b| {
-        b.iter_custom(|iters| {
-            system.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let req = actix_web::test::TestRequest::post()
-                        .uri(INTROSPECT)
-                        .insert_header(("authorization", f.basic.as_str()))
-                        .insert_header(("content-type", FORM))
-                        .set_payload(introspect.clone())
-                        .to_request();
-                    let res = actix_web::test::call_service(&app, req).await;
-                    debug_assert!(res.status().is_success());
-                    black_box(res);
-                }
-                start.elapsed()
-            })
-        });
-    });
+    }
     g.finish();
 }
 
