@@ -7,19 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, test, web};
-use doorman::{AuthorizationServer, Config, Endpoints, MemoryStore, Sessions, StoreError, UserId};
 
-struct NoSessions;
-
-#[async_trait::async_trait]
-impl Sessions for NoSessions {
-    async fn current_user(&self, _: &http::request::Parts) -> Result<Option<UserId>, StoreError> {
-        Ok(None)
-    }
-    fn login_url(&self, _: &str) -> String {
-        "/login".to_owned()
-    }
-}
+mod common;
 
 /// What the subscriber wrote, shared with the test.
 #[derive(Clone, Default)]
@@ -47,12 +36,6 @@ async fn logged(level: tracing::Level) -> String {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let config = Config::builder("http://id.example")
-        .endpoints(Endpoints::under("/api/oauth2"))
-        .build();
-    let server =
-        AuthorizationServer::builder(config, Arc::new(MemoryStore::new()), Arc::new(NoSessions))
-            .build();
     let app = test::init_service(
         App::new()
             .service(
@@ -60,7 +43,7 @@ async fn logged(level: tracing::Level) -> String {
                     .wrap(from_fn(doorman_actix::trace_request))
                     .to(|| async { HttpResponse::Accepted().finish() }),
             )
-            .configure(doorman_actix::configure(server)),
+            .configure(doorman_actix::configure(common::server())),
     )
     .await;
     let requests = [

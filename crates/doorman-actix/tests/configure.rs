@@ -2,28 +2,14 @@
 //! driven in process with actix-web's test service.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::Arc;
-
 use actix_web::{App, HttpResponse, test, web};
 use doorman::redirect::form_encode;
-use doorman::{
-    AuthorizationServer, ClientRegistration, Config, Endpoints, GrantType, MemoryStore, Sessions,
-    StoreError, UserId,
-};
+use doorman::{AuthorizationServer, ClientRegistration, GrantType};
 use doorman_actix::{Bearer, required_scope};
 use serde_json::Value;
 
-struct NoSessions;
-
-#[async_trait::async_trait]
-impl Sessions for NoSessions {
-    async fn current_user(&self, _: &http::request::Parts) -> Result<Option<UserId>, StoreError> {
-        Ok(None)
-    }
-    fn login_url(&self, return_to: &str) -> String {
-        format!("/login?return_to={}", form_encode(return_to))
-    }
-}
+mod common;
+use common::server;
 
 required_scope!(BalanceScope = "balance");
 
@@ -40,15 +26,6 @@ fn hdr(res: &actix_web::dev::ServiceResponse, name: &str) -> String {
         .get(name)
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default()
-}
-
-fn server() -> AuthorizationServer {
-    let config = Config::builder("http://id.example")
-        .endpoints(Endpoints::under("/api/oauth2"))
-        .scope("profile", "See your profile")
-        .scope("balance", "See your balance")
-        .build();
-    AuthorizationServer::builder(config, Arc::new(MemoryStore::new()), Arc::new(NoSessions)).build()
 }
 
 async fn client(server: &AuthorizationServer) -> (String, String) {
