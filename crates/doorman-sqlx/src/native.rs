@@ -19,13 +19,18 @@
 //!   thread before the transaction holding it has committed.
 //!   A caller that stops waiting (its future dropped) changes nothing: its
 //!   write runs to the end or not at all, never halfway.
+//! - **Checkpoints** run on a thread of their own, after commits.
+//! - **The keeper** (shared files only): one more connection holds a read
+//!   transaction open on the latest snapshot and reads nothing, so that
+//!   the readers' transactions skip the `-shm` file lock; see [`Keeper`].
 
+use std::cell::Cell;
 use std::ffi::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError, TryLockError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 use doorman::StoreError;
 use doorman::store::thread_index;
@@ -96,15 +101,28 @@ impl Native {
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
             .map_err(sqlite)?;
-        writer.wal_hook(Some(restart_wal));
+        writer.wal_hook(Some(note_wal_frames));
         let checkpointer = open()?;
+        // The unix-excl VFS takes no lock per transaction: nothing to keep.
+        let keeper = if exclusive {
+            Arc::new(Mutex::new(None))
+        } else {
+            let conn = open()?;
+            pragmas(&conn, KEEPER_CACHE_KIB)?;
+            conn.execute_batch("PRAGMA query_only = ON")
+                .map_err(sqlite)?;
+            let mut keeper = Keeper::new(conn);
+            keeper.refresh();
+            Arc::new(Mutex::new(Some(keeper)))
+        };
         let (kick, kicks) = mpsc::sync_channel(1);
+        let keeper_ = Arc::clone(&keeper);
         spawn("doorman-sqlite-checkpoint", move || {
-            checkpoint_loop(&checkpointer, &kicks)
+            checkpoint_loop(&checkpointer, &kicks, &keeper_)
         })?;
         let (tx, rx) = mpsc::channel();
         spawn("doorman-sqlite-writer", move || {
-            write_loop(writer, &rx, &kick)
+            write_loop(writer, &rx, &kick, &keeper)
         })?;
         Ok(Self {
             readers,
@@ -123,11 +141,7 @@ impl Native {
         // CPU cache, and no counter is written by every thread on every
         // read. Another free reader is taken when that one is busy.
         let start = thread_index() % n;
-        let free = (0..n).find_map(|i| match self.readers[(start + i) % n].try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        });
+        let free = (0..n).find_map(|i| try_lock(&self.readers[(start + i) % n]));
         let guard = match free {
             Some(guard) => guard,
             None => self.readers[start]
@@ -281,37 +295,178 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError
 /// SQLite checkpoints and removes it.
 const RESTART_FRAMES: c_int = 32768;
 
-/// The writer's WAL hook, after each commit: once the WAL holds
-/// [`RESTART_FRAMES`], a `PASSIVE` checkpoint on the writer's own thread.
-/// The checkpoint thread has copied most frames already, but only the
-/// writer can copy the last ones while no new ones arrive — and a WAL
-/// copied to its end is written from its start again by the next
-/// transaction, instead of growing. Busy (the checkpoint thread is at
-/// it, a reader holds an old snapshot): tried again after the next commit.
-fn restart_wal(wal: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
-    if frames >= RESTART_FRAMES {
-        let _ = wal.checkpoint_v2(rusqlite::hooks::CheckpointMode::PASSIVE);
-    }
+thread_local! {
+    /// The writer thread's WAL size after its last commit, in frames
+    /// (set by [`note_wal_frames`]).
+    static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// The writer's WAL hook, after each commit: notes the WAL's size for
+/// [`catch_up`].
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames);
     Ok(())
+}
+
+/// After a commit of the writer: once the WAL holds [`RESTART_FRAMES`], a
+/// `PASSIVE` checkpoint on the writer's own thread. The checkpoint thread
+/// has copied most frames already, but only the writer can copy the last
+/// ones while no new ones arrive — and a WAL copied to its end is written
+/// from its start again by the next transaction, instead of growing. The
+/// keeper steps aside for it, or it could copy only what the keeper's
+/// snapshot holds. Busy (the checkpoint thread is at it, a reader holds
+/// an old snapshot): tried again after the next commit.
+fn catch_up(conn: &Connection, keeper: &Mutex<Option<Keeper>>) {
+    if WAL_FRAMES.replace(0) < RESTART_FRAMES {
+        return;
+    }
+    let Some(mut keeper) = try_lock(keeper) else {
+        return;
+    };
+    if let Some(k) = keeper.as_mut() {
+        k.release();
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    if let Some(k) = keeper.as_mut() {
+        k.refresh();
+    }
+}
+
+/// `m` locked now (poisoned or not), or `None` while another thread holds
+/// it.
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// The checkpoint thread: after commits (the writer kicks it), copies the
 /// committed WAL frames into the database file — `PASSIVE`, so it never
 /// waits for or blocks the writer or a reader — at most every
-/// [`CHECKPOINT_EVERY`]. Stops with the writer.
-fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>) {
-    while kicks.recv().is_ok() {
-        // A failed checkpoint is tried again after the next commit; the
-        // WAL keeps every frame until one succeeds.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        std::thread::sleep(CHECKPOINT_EVERY);
+/// [`CHECKPOINT_EVERY`], the keeper stepping aside meanwhile. Without
+/// commits it moves the keeper to the latest snapshot every
+/// [`KEEPER_IDLE`], for other processes' writes. Stops with the writer.
+fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keeper: &Mutex<Option<Keeper>>) {
+    loop {
+        match kicks.recv_timeout(KEEPER_IDLE) {
+            Ok(()) => {
+                let mut keeper = keeper.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(k) = keeper.as_mut() {
+                    k.release();
+                }
+                // A failed checkpoint is tried again after the next commit;
+                // the WAL keeps every frame until one succeeds.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Some(k) = keeper.as_mut() {
+                    k.refresh();
+                }
+                drop(keeper);
+                std::thread::sleep(CHECKPOINT_EVERY);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(k) = keeper
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_mut()
+                {
+                    k.refresh();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// How long the keeper may go without moving to the latest snapshot while
+/// no commit of this store moves it: bounds how long it holds back another
+/// process's checkpoints.
+const KEEPER_IDLE: Duration = Duration::from_secs(1);
+/// The least time between two moves of the keeper by the writer: under
+/// many commits a second, the writer spends next to nothing on it.
+const KEEPER_EVERY: Duration = Duration::from_millis(10);
+/// Page cache of the keeper (KiB): it reads one page.
+const KEEPER_CACHE_KIB: i64 = 64;
+
+/// A connection that holds a read transaction open and reads nothing, so
+/// that the readers' transactions skip SQLite's file lock.
+///
+/// In SQLite's shared mode (the unix VFS) each read transaction takes a
+/// shared lock on one of the `-shm` file's read slots and drops it at its
+/// end: an `fcntl` system call each, under a mutex all the process's
+/// connections share — 9–15 % of the demo's CPU in bearer-check profiles
+/// (BENCHMARKS.md, S8). SQLite skips the `fcntl` while another connection
+/// of the same process holds the same slot (it counts the process's
+/// holders), and every read transaction takes the slot that marks the
+/// latest snapshot. The keeper holds that slot, so the readers' locks and
+/// unlocks only count (BENCHMARKS.md, S13).
+///
+/// It never answers a read: its snapshot growing old serves nothing old.
+/// Each reader still reads the latest commit, of this process or another.
+///
+/// What an old snapshot does hold back is checkpointing: no checkpoint may
+/// copy frames past it, and none may copy at all while it reads the
+/// database file itself (a snapshot with the WAL fully copied). So the
+/// keeper moves to the latest snapshot after this store's commits (at
+/// most every [`KEEPER_EVERY`]), steps aside while this store checkpoints,
+/// and moves every [`KEEPER_IDLE`] while this store commits nothing:
+/// another process's checkpoints wait for it at most that long.
+struct Keeper {
+    conn: Connection,
+    /// Its read transaction is open.
+    open: bool,
+    /// When it last moved.
+    moved: Instant,
+}
+
+impl Keeper {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            open: false,
+            moved: Instant::now(),
+        }
+    }
+
+    /// Ends its read transaction, if open.
+    fn release(&mut self) {
+        if self.open {
+            self.open = false;
+            if run_sql(&self.conn, "COMMIT").is_err() && !self.conn.is_autocommit() {
+                let _ = run_sql(&self.conn, "ROLLBACK");
+            }
+        }
+    }
+
+    /// Ends its read transaction and opens one on the latest snapshot.
+    fn refresh(&mut self) {
+        self.release();
+        self.moved = Instant::now();
+        if run_sql(&self.conn, "BEGIN").is_err() {
+            return;
+        }
+        // A read opens the transaction's snapshot; a failure leaves none.
+        let read = self
+            .conn
+            .prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")
+            .and_then(|mut s| s.query([]).and_then(|mut rows| rows.next().map(drop)));
+        self.open = read.is_ok();
+        if !self.open {
+            let _ = run_sql(&self.conn, "ROLLBACK");
+        }
     }
 }
 
 /// The writer thread: one transaction per batch of queued writes, until
-/// told to stop or every sender is gone. Kicks the checkpoint thread
-/// after each.
-fn write_loop(conn: Connection, rx: &mpsc::Receiver<Msg>, kick: &mpsc::SyncSender<()>) {
+/// told to stop or every sender is gone. After each, catches up with the
+/// checkpoint if due, moves the keeper, and kicks the checkpoint thread.
+fn write_loop(
+    conn: Connection,
+    rx: &mpsc::Receiver<Msg>,
+    kick: &mpsc::SyncSender<()>,
+    keeper: &Mutex<Option<Keeper>>,
+) {
     let mut batch: Vec<Box<dyn Write>> = Vec::with_capacity(MAX_BATCH);
     let mut stop = None;
     while stop.is_none() {
@@ -331,10 +486,21 @@ fn write_loop(conn: Connection, rx: &mpsc::Receiver<Msg>, kick: &mpsc::SyncSende
         }
         if !batch.is_empty() {
             commit(&conn, &mut batch);
+            catch_up(&conn, keeper);
+            // The checkpoint thread holding it moves it when done.
+            if let Some(mut keeper) = try_lock(keeper)
+                && let Some(k) = keeper.as_mut()
+                && k.moved.elapsed() >= KEEPER_EVERY
+            {
+                k.refresh();
+            }
             // Full: a kick is pending already.
             let _ = kick.try_send(());
         }
     }
+    // The keeper goes first: the last connection to close checkpoints the
+    // WAL and removes it.
+    keeper.lock().unwrap_or_else(PoisonError::into_inner).take();
     drop(conn);
     if let Some(ack) = stop {
         let _ = ack.send(());
@@ -482,6 +648,73 @@ mod tests {
         fn drop(&mut self) {
             self.remove();
         }
+    }
+
+    /// Frames in the WAL after a commit through `conn`: 0 after a
+    /// checkpoint copied it all, the commit's own frames once the commit
+    /// started the WAL over, more while the WAL keeps growing.
+    fn wal_frames(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    }
+
+    /// A keeper on an old snapshot steps aside for the writer's catch-up:
+    /// the catch-up copies the WAL to its end, and the next commit writes
+    /// the WAL from its start again. Were the keeper to stay, the catch-up
+    /// could copy nothing (the keeper reads the database file itself) and
+    /// the WAL would grow for as long as writes come.
+    #[test]
+    fn the_catch_up_lets_the_wal_start_over_past_the_keeper() {
+        let file = TempFile::new("catch-up");
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let writer = Connection::open_with_flags(&file.0, flags).unwrap();
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .unwrap();
+        writer.wal_hook(Some(note_wal_frames));
+        let mut keeper = Keeper::new(Connection::open_with_flags(&file.0, flags).unwrap());
+        keeper.refresh();
+        assert!(keeper.open);
+        let keeper = Mutex::new(Some(keeper));
+        for v in 0..200 {
+            writer.execute("INSERT INTO t VALUES (?1)", [v]).unwrap();
+        }
+        // The keeper stayed on its snapshot from before the inserts.
+        let probe = Connection::open(&file.0).unwrap();
+        assert!(wal_frames(&probe) >= 200, "the WAL holds the inserts");
+        assert!(WAL_FRAMES.get() >= 200);
+
+        WAL_FRAMES.set(RESTART_FRAMES);
+        catch_up(&writer, &keeper);
+        assert!(keeper.lock().unwrap().as_ref().unwrap().open, "kept again");
+        writer.execute("INSERT INTO t VALUES (-1)", []).unwrap();
+        let frames = wal_frames(&probe);
+        assert!(
+            (1..10).contains(&frames),
+            "the WAL did not start over: {frames} frames"
+        );
+        let n: i64 = probe
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 202);
+    }
+
+    /// Below the catch-up's threshold the writer does not checkpoint.
+    #[test]
+    fn no_catch_up_below_the_threshold() {
+        let file = TempFile::new("no-catch-up");
+        let writer = Connection::open(&file.0).unwrap();
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .unwrap();
+        for v in 0..20 {
+            writer.execute("INSERT INTO t VALUES (?1)", [v]).unwrap();
+        }
+        WAL_FRAMES.set(RESTART_FRAMES - 1);
+        catch_up(&writer, &Mutex::new(None));
+        writer.execute("INSERT INTO t VALUES (-1)", []).unwrap();
+        let probe = Connection::open(&file.0).unwrap();
+        assert!(wal_frames(&probe) >= 21, "the WAL went on growing");
     }
 
     fn value(native: &Native) -> i64 {

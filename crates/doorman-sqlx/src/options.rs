@@ -65,9 +65,11 @@ impl SqlStoreOptions {
     ///
     /// Shared, every process may open the file: the store, a second
     /// instance, the `sqlite3` shell, the host's management commands. The
-    /// price is paid on every transaction: SQLite takes and drops a lock
-    /// on the `-shm` file (an `fcntl` system call under a mutex shared by
-    /// the process's connections) at each read and each commit.
+    /// price is a lock on the `-shm` file (an `fcntl` system call under a
+    /// mutex shared by the process's connections) that SQLite takes and
+    /// drops around transactions. The store keeps one connection holding
+    /// the readers' lock, so that reads mostly only count it (BENCHMARKS.md,
+    /// S13); commits, and the first reads after one, still pay it.
     ///
     /// Exclusive, the store opens the file with SQLite's `unix-excl` VFS:
     /// the first connection locks the file for this process, the WAL index

@@ -1188,3 +1188,68 @@ async fn the_joined_read_uses_both_keys() {
     );
     store.close().await;
 }
+
+/// Writes of another connection to a store's file (another process's, or
+/// the host's own) while the store has it open, shared. The store keeps
+/// one connection in a read transaction that reads nothing (its keeper,
+/// see `Keeper` in native.rs), on the snapshot of its own last commit:
+///
+/// - a token deleted by the other connection is gone for the store's very
+///   next read — the keeper's older snapshot serves nothing;
+/// - the other connection's checkpoints copy its frames to the WAL's end
+///   within seconds while the store commits nothing: the keeper moves out
+///   of their way on its own (every second), or they would never finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_connection_s_writes_are_read_at_once_and_checkpointed() {
+    let db = TempDb::new("keeper");
+    let store = SqlStore::connect(&db.url()).await.expect("connect");
+    let app = client(None);
+    assert!(store.create_client(&app).await.expect("client"));
+    let user = UserId::new("dave");
+    let (_, token) = live_token(&store, &app, Some(&user)).await;
+    assert!(store.token(&token.hash).await.expect("read").is_some());
+    // The store's checkpoint thread runs after its commits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let path = db.path.clone();
+    let other = tokio::task::spawn_blocking(move || {
+        let other = rusqlite::Connection::open(path).expect("open");
+        let deleted = other
+            .execute(
+                "DELETE FROM doorman_tokens WHERE hash = ?1",
+                [token.hash.0.as_slice()],
+            )
+            .expect("delete");
+        (other, deleted)
+    });
+    let (other, deleted) = other.await.expect("other connection");
+    assert_eq!(deleted, 1);
+    assert!(
+        store.token(&token.hash).await.expect("read").is_none(),
+        "the store read a snapshot from before the delete"
+    );
+
+    let copied = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            let (log, done): (i64, i64) = other
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(1)?, r.get(2)?))
+                })
+                .expect("checkpoint");
+            if log > 0 && log == done {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Err(started.elapsed())
+    })
+    .await
+    .expect("checkpointing connection");
+    assert!(
+        copied.is_ok(),
+        "the other connection's checkpoint never finished: {copied:?}"
+    );
+    assert!(store.client(&app.client_id).await.expect("read").is_some());
+    store.close().await;
+}
