@@ -97,7 +97,7 @@ impl Native {
         let writer = open()?;
         pragmas(&writer, WRITER_CACHE_KIB)?;
         // Checkpoints run beside the writer, not in its commits, except
-        // for the catch-up that lets the WAL start over (`restart_wal`).
+        // for the catch-up that lets the WAL start over (`catch_up`).
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
             .map_err(sqlite)?;
@@ -116,9 +116,9 @@ impl Native {
             Arc::new(Mutex::new(Some(keeper)))
         };
         let (kick, kicks) = mpsc::sync_channel(1);
-        let keeper_ = Arc::clone(&keeper);
+        let checkpoints_keeper = Arc::clone(&keeper);
         spawn("doorman-sqlite-checkpoint", move || {
-            checkpoint_loop(&checkpointer, &kicks, &keeper_)
+            checkpoint_loop(&checkpointer, &kicks, &checkpoints_keeper)
         })?;
         let (tx, rx) = mpsc::channel();
         spawn("doorman-sqlite-writer", move || {

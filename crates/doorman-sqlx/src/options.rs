@@ -75,8 +75,10 @@ impl SqlStoreOptions {
     /// the first connection locks the file for this process, the WAL index
     /// lives in the process's memory instead of the `-shm` file, and
     /// transactions take no file lock at all. On the benchmark box that
-    /// made bearer checks 30–60 % faster, and code exchanges up to 40 %
-    /// in most runs (BENCHMARKS.md, S8). What it costs:
+    /// made bearer checks 30–60 % faster than shared, and code exchanges
+    /// up to 40 %, until the shared store kept its readers' lock; since,
+    /// reads run about as fast in both modes and code exchanges about a
+    /// tenth faster exclusive (BENCHMARKS.md, S8 and S13). What it costs:
     ///
     /// - No other process can use the file while the store is open: it
     ///   gets `database is locked` after its busy timeout — including a
