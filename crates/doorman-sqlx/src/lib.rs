@@ -36,8 +36,12 @@
 //!   So a burst of concurrent writers never races for SQLite's write lock
 //!   nor sleeps in its busy handler, and a write cancelled by its caller
 //!   happens whole or not at all. WAL checkpoints run on a thread beside
-//!   the writer. The busy timeout still makes writers of *other*
-//!   processes sharing the file wait for the lock instead of failing. A
+//!   the writer. One more connection holds a read transaction open and
+//!   reads nothing, so that the readers' transactions share its lock on
+//!   the `-shm` file instead of taking their own; it moves to each new
+//!   snapshot and steps aside for checkpoints. The busy timeout still
+//!   makes writers of *other* processes sharing the file wait for the
+//!   lock instead of failing. A
 //!   crash never leaves a half-issued grant (after a power loss `NORMAL`
 //!   may lose the last commits, never half of one). On `:memory:` and on a
 //!   host's pool the store runs on the sqlx pool, its writes queued in
