@@ -38,14 +38,14 @@
 //!   happens whole or not at all. WAL checkpoints run on a thread beside
 //!   the writer. One more connection holds a read transaction open and
 //!   reads nothing, so that the readers' transactions share its lock on
-//!   the `-shm` file instead of taking their own; it moves to each new
-//!   snapshot and steps aside for checkpoints. The busy timeout still
-//!   makes writers of *other* processes sharing the file wait for the
-//!   lock instead of failing. A
-//!   crash never leaves a half-issued grant (after a power loss `NORMAL`
-//!   may lose the last commits, never half of one). On `:memory:` and on a
-//!   host's pool the store runs on the sqlx pool, its writes queued in
-//!   the process the same way. A process that owns its file alone can say
+//!   the `-shm` file instead of taking their own; while reads go on it
+//!   follows every commit (this process's or another's) within a few
+//!   milliseconds, and it steps aside for checkpoints. The busy timeout
+//!   still makes writers of *other* processes sharing the file wait for
+//!   the lock instead of failing. A crash never leaves a half-issued
+//!   grant (after a power loss `NORMAL` may lose the last commits, never
+//!   half of one). On `:memory:` and on a host's pool the store runs on
+//!   the sqlx pool, its writes queued in the process the same way. A process that owns its file alone can say
 //!   so ([`SqlStoreOptions::sqlite_exclusive`]): transactions then take no
 //!   file lock, and other processes cannot open the file.
 //! - **PostgreSQL** serves many app instances sharing one database. Writes

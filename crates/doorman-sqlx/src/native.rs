@@ -28,6 +28,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ pub(crate) const MAX_BATCH: usize = 128;
 /// The store's direct SQLite connections: readers and the writer thread.
 pub(crate) struct Native {
     readers: Box<[Mutex<Option<Connection>>]>,
+    /// The keeper (a shared file only).
+    keep: Option<Arc<Keep>>,
     /// To the writer thread.
     writes: Mutex<Option<mpsc::Sender<Msg>>>,
 }
@@ -104,28 +107,28 @@ impl Native {
         writer.wal_hook(Some(note_wal_frames));
         let checkpointer = open()?;
         // The unix-excl VFS takes no lock per transaction: nothing to keep.
-        let keeper = if exclusive {
-            Arc::new(Mutex::new(None))
+        let keep = if exclusive {
+            None
         } else {
             let conn = open()?;
             pragmas(&conn, KEEPER_CACHE_KIB)?;
             conn.execute_batch("PRAGMA query_only = ON")
                 .map_err(sqlite)?;
-            let mut keeper = Keeper::new(conn);
-            keeper.refresh();
-            Arc::new(Mutex::new(Some(keeper)))
+            Some(Arc::new(Keep::new(Keeper::new(conn))))
         };
         let (kick, kicks) = mpsc::sync_channel(1);
-        let checkpoints_keeper = Arc::clone(&keeper);
+        let for_checkpoints = keep.clone();
         spawn("doorman-sqlite-checkpoint", move || {
-            checkpoint_loop(&checkpointer, &kicks, &checkpoints_keeper)
+            checkpoint_loop(&checkpointer, &kicks, for_checkpoints.as_deref())
         })?;
         let (tx, rx) = mpsc::channel();
+        let for_writer = keep.clone();
         spawn("doorman-sqlite-writer", move || {
-            write_loop(writer, &rx, &kick, &keeper)
+            write_loop(writer, &rx, &kick, for_writer.as_deref())
         })?;
         Ok(Self {
             readers,
+            keep,
             writes: Mutex::new(Some(tx)),
         })
     }
@@ -148,7 +151,12 @@ impl Native {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         };
-        f(guard.as_ref().ok_or_else(closed)?)
+        let read = f(guard.as_ref().ok_or_else(closed)?);
+        drop(guard);
+        if let Some(keep) = &self.keep {
+            keep.move_if_due();
+        }
+        read
     }
 
     /// Runs `f` on the writer thread inside a write transaction, and
@@ -316,19 +324,16 @@ fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<
 /// keeper steps aside for it, or it could copy only what the keeper's
 /// snapshot holds. Busy (the checkpoint thread is at it, a reader holds
 /// an old snapshot): tried again after the next commit.
-fn catch_up(conn: &Connection, keeper: &Mutex<Option<Keeper>>) {
+fn catch_up(conn: &Connection, keep: Option<&Keep>) {
     if WAL_FRAMES.replace(0) < RESTART_FRAMES {
         return;
     }
-    let Some(mut keeper) = try_lock(keeper) else {
-        return;
+    let checkpoint = || {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     };
-    if let Some(k) = keeper.as_mut() {
-        k.release();
-    }
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-    if let Some(k) = keeper.as_mut() {
-        k.refresh();
+    match keep {
+        Some(keep) => keep.aside(false, checkpoint),
+        None => checkpoint(),
     }
 }
 
@@ -347,31 +352,26 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// waits for or blocks the writer or a reader — at most every
 /// [`CHECKPOINT_EVERY`], the keeper stepping aside meanwhile. Without
 /// commits it moves the keeper to the latest snapshot every
-/// [`KEEPER_IDLE`], for other processes' writes. Stops with the writer.
-fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keeper: &Mutex<Option<Keeper>>) {
+/// [`KEEPER_IDLE`], for other processes' checkpoints. Stops with the
+/// writer.
+fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keep: Option<&Keep>) {
     loop {
         match kicks.recv_timeout(KEEPER_IDLE) {
             Ok(()) => {
-                let mut keeper = keeper.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(k) = keeper.as_mut() {
-                    k.release();
-                }
                 // A failed checkpoint is tried again after the next commit;
                 // the WAL keeps every frame until one succeeds.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                if let Some(k) = keeper.as_mut() {
-                    k.refresh();
+                let checkpoint = || {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                };
+                match keep {
+                    Some(keep) => keep.aside(true, checkpoint),
+                    None => checkpoint(),
                 }
-                drop(keeper);
                 std::thread::sleep(CHECKPOINT_EVERY);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(k) = keeper
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_mut()
-                {
-                    k.refresh();
+                if let Some(keep) = keep {
+                    keep.aside(true, || ());
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -379,13 +379,16 @@ fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keeper: &Mutex
     }
 }
 
-/// How long the keeper may go without moving to the latest snapshot while
-/// no commit of this store moves it: bounds how long it holds back another
+/// How long the keeper may go without moving while nothing reads and this
+/// store does not checkpoint: bounds how long it holds back another
 /// process's checkpoints.
 const KEEPER_IDLE: Duration = Duration::from_secs(1);
-/// The least time between two moves of the keeper by the writer: under
-/// many commits a second, the writer spends next to nothing on it.
-const KEEPER_EVERY: Duration = Duration::from_millis(10);
+/// How old the keeper's snapshot may grow while reads go on: after a
+/// commit (of this process or another), reads take the file lock
+/// themselves until the keeper has moved. Moving costs a few microseconds
+/// of the read that does it; every 2 ms that is a fraction of a percent of
+/// a core.
+const KEEPER_EVERY: Duration = Duration::from_millis(2);
 /// Page cache of the keeper (KiB): it reads one page.
 const KEEPER_CACHE_KIB: i64 = 64;
 
@@ -407,26 +410,24 @@ const KEEPER_CACHE_KIB: i64 = 64;
 ///
 /// What an old snapshot does hold back is checkpointing: no checkpoint may
 /// copy frames past it, and none may copy at all while it reads the
-/// database file itself (a snapshot with the WAL fully copied). So the
-/// keeper moves to the latest snapshot after this store's commits (at
-/// most every [`KEEPER_EVERY`]), steps aside while this store checkpoints,
-/// and moves every [`KEEPER_IDLE`] while this store commits nothing:
-/// another process's checkpoints wait for it at most that long.
+/// database file itself (a snapshot with the WAL fully copied). And after
+/// a commit it no longer holds the slot new reads take. So ([`Keep`]) the
+/// keeper moves to the latest snapshot after a read once its snapshot is
+/// [`KEEPER_EVERY`] old, steps aside while this store checkpoints, and
+/// moves every [`KEEPER_IDLE`] while nothing reads: another process's
+/// checkpoints wait for it at most that long.
 struct Keeper {
     conn: Connection,
     /// Its read transaction is open.
     open: bool,
-    /// When it last moved.
-    moved: Instant,
 }
 
 impl Keeper {
+    /// On its latest snapshot.
     fn new(conn: Connection) -> Self {
-        Self {
-            conn,
-            open: false,
-            moved: Instant::now(),
-        }
+        let mut keeper = Self { conn, open: false };
+        keeper.refresh();
+        keeper
     }
 
     /// Ends its read transaction, if open.
@@ -442,7 +443,6 @@ impl Keeper {
     /// Ends its read transaction and opens one on the latest snapshot.
     fn refresh(&mut self) {
         self.release();
-        self.moved = Instant::now();
         if run_sql(&self.conn, "BEGIN").is_err() {
             return;
         }
@@ -458,14 +458,93 @@ impl Keeper {
     }
 }
 
+/// The [`Keeper`], shared by the readers, the writer and the checkpoint
+/// thread, and when it last moved.
+struct Keep {
+    keeper: Mutex<Option<Keeper>>,
+    /// When the keeper last moved, in microseconds since `epoch`: every
+    /// read looks, without taking the lock.
+    moved: AtomicU64,
+    epoch: Instant,
+}
+
+impl Keep {
+    fn new(keeper: Keeper) -> Self {
+        Self {
+            keeper: Mutex::new(Some(keeper)),
+            moved: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn due(&self) -> bool {
+        let age = self
+            .now()
+            .saturating_sub(self.moved.load(Ordering::Relaxed));
+        u128::from(age) >= KEEPER_EVERY.as_micros()
+    }
+
+    /// After a read: moves the keeper to the latest snapshot once it is
+    /// [`KEEPER_EVERY`] old, unless another thread has it.
+    fn move_if_due(&self) {
+        if !self.due() {
+            return;
+        }
+        let Some(mut keeper) = try_lock(&self.keeper) else {
+            return;
+        };
+        // Another read may have moved it while this one looked.
+        if self.due() {
+            if let Some(k) = keeper.as_mut() {
+                k.refresh();
+            }
+            self.moved.store(self.now(), Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `f` with the keeper out of the way, then moves the keeper to
+    /// the latest snapshot. Without `wait`, does nothing (`f` not run)
+    /// while another thread has the keeper.
+    fn aside(&self, wait: bool, f: impl FnOnce()) {
+        let mut keeper = if wait {
+            self.keeper.lock().unwrap_or_else(PoisonError::into_inner)
+        } else {
+            let Some(keeper) = try_lock(&self.keeper) else {
+                return;
+            };
+            keeper
+        };
+        if let Some(k) = keeper.as_mut() {
+            k.release();
+        }
+        f();
+        if let Some(k) = keeper.as_mut() {
+            k.refresh();
+        }
+        self.moved.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Closes the keeper's connection for good.
+    fn close(&self) {
+        self.keeper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
 /// The writer thread: one transaction per batch of queued writes, until
 /// told to stop or every sender is gone. After each, catches up with the
-/// checkpoint if due, moves the keeper, and kicks the checkpoint thread.
+/// checkpoint if due and kicks the checkpoint thread.
 fn write_loop(
     conn: Connection,
     rx: &mpsc::Receiver<Msg>,
     kick: &mpsc::SyncSender<()>,
-    keeper: &Mutex<Option<Keeper>>,
+    keep: Option<&Keep>,
 ) {
     let mut batch: Vec<Box<dyn Write>> = Vec::with_capacity(MAX_BATCH);
     let mut stop = None;
@@ -486,21 +565,16 @@ fn write_loop(
         }
         if !batch.is_empty() {
             commit(&conn, &mut batch);
-            catch_up(&conn, keeper);
-            // The checkpoint thread holding it moves it when done.
-            if let Some(mut keeper) = try_lock(keeper)
-                && let Some(k) = keeper.as_mut()
-                && k.moved.elapsed() >= KEEPER_EVERY
-            {
-                k.refresh();
-            }
+            catch_up(&conn, keep);
             // Full: a kick is pending already.
             let _ = kick.try_send(());
         }
     }
     // The keeper goes first: the last connection to close checkpoints the
     // WAL and removes it.
-    keeper.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(keep) = keep {
+        keep.close();
+    }
     drop(conn);
     if let Some(ack) = stop {
         let _ = ack.send(());
@@ -672,10 +746,9 @@ mod tests {
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
             .unwrap();
         writer.wal_hook(Some(note_wal_frames));
-        let mut keeper = Keeper::new(Connection::open_with_flags(&file.0, flags).unwrap());
-        keeper.refresh();
+        let keeper = Keeper::new(Connection::open_with_flags(&file.0, flags).unwrap());
         assert!(keeper.open);
-        let keeper = Mutex::new(Some(keeper));
+        let keep = Keep::new(keeper);
         for v in 0..200 {
             writer.execute("INSERT INTO t VALUES (?1)", [v]).unwrap();
         }
@@ -685,8 +758,11 @@ mod tests {
         assert!(WAL_FRAMES.get() >= 200);
 
         WAL_FRAMES.set(RESTART_FRAMES);
-        catch_up(&writer, &keeper);
-        assert!(keeper.lock().unwrap().as_ref().unwrap().open, "kept again");
+        catch_up(&writer, Some(&keep));
+        assert!(
+            keep.keeper.lock().unwrap().as_ref().unwrap().open,
+            "kept again"
+        );
         writer.execute("INSERT INTO t VALUES (-1)", []).unwrap();
         let frames = wal_frames(&probe);
         assert!(
@@ -711,10 +787,38 @@ mod tests {
             writer.execute("INSERT INTO t VALUES (?1)", [v]).unwrap();
         }
         WAL_FRAMES.set(RESTART_FRAMES - 1);
-        catch_up(&writer, &Mutex::new(None));
+        catch_up(&writer, None);
         writer.execute("INSERT INTO t VALUES (-1)", []).unwrap();
         let probe = Connection::open(&file.0).unwrap();
         assert!(wal_frames(&probe) >= 21, "the WAL went on growing");
+    }
+
+    /// A `PASSIVE` checkpoint by `conn`: the WAL's frames, and how many of
+    /// them are copied into the database file.
+    fn checkpoint(conn: &Connection) -> (i64, i64) {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+    }
+
+    /// After another connection's commit, the next read once the keeper's
+    /// snapshot is [`KEEPER_EVERY`] old moves the keeper past it: that
+    /// connection's checkpoint then copies its frames at the first try.
+    /// Until then the keeper, on its snapshot from before the commit (it
+    /// reads the database file itself), lets the checkpoint copy nothing.
+    #[test]
+    fn a_read_moves_the_keeper_past_another_connection_s_commit() {
+        let file = TempFile::new("read-moves");
+        let native = Native::open(&file.0, 2, Duration::from_secs(1), false).unwrap();
+        let other = Connection::open(&file.0).unwrap();
+        other.execute("UPDATE t SET v = 8", []).unwrap();
+        let (log, copied) = checkpoint(&other);
+        assert!(log > 0 && copied == 0, "{copied} of {log} frames copied");
+        std::thread::sleep(KEEPER_EVERY * 2);
+        assert_eq!(value(&native), 8);
+        let (log, copied) = checkpoint(&other);
+        assert!(log > 0 && copied == log, "{copied} of {log} frames copied");
     }
 
     fn value(native: &Native) -> i64 {

@@ -69,7 +69,8 @@ impl SqlStoreOptions {
     /// mutex shared by the process's connections) that SQLite takes and
     /// drops around transactions. The store keeps one connection holding
     /// the readers' lock, so that reads mostly only count it (BENCHMARKS.md,
-    /// S13); commits, and the first reads after one, still pay it.
+    /// S13); commits still pay it, and so do reads in the few milliseconds
+    /// after a commit until that connection has moved past it.
     ///
     /// Exclusive, the store opens the file with SQLite's `unix-excl` VFS:
     /// the first connection locks the file for this process, the WAL index

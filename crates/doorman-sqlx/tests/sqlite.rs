@@ -1192,15 +1192,17 @@ async fn the_joined_read_uses_both_keys() {
 /// Writes of another connection to a store's file (another process's, or
 /// the host's own) while the store has it open, shared. The store keeps
 /// one connection in a read transaction that reads nothing (its keeper,
-/// see `Keeper` in native.rs), on the snapshot of its own last commit:
+/// see `Keeper` in native.rs), here on the snapshot of its own last
+/// commit:
 ///
-/// - a token deleted by the other connection is gone for the store's very
-///   next read — the keeper's older snapshot serves nothing;
 /// - the other connection's checkpoints copy its frames to the WAL's end
-///   within seconds while the store commits nothing: the keeper moves out
-///   of their way on its own (every second), or they would never finish.
+///   within seconds while the store neither reads nor commits: the keeper
+///   moves out of their way on its own (every second), or they would
+///   never finish;
+/// - a token deleted by the other connection is gone for the store's
+///   next read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_connection_s_writes_are_read_at_once_and_checkpointed() {
+async fn another_connection_s_writes_are_checkpointed_and_read() {
     let db = TempDb::new("keeper");
     let store = SqlStore::connect(&db.url()).await.expect("connect");
     let app = client(None);
@@ -1212,7 +1214,7 @@ async fn another_connection_s_writes_are_read_at_once_and_checkpointed() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let path = db.path.clone();
-    let other = tokio::task::spawn_blocking(move || {
+    let copied = tokio::task::spawn_blocking(move || {
         let other = rusqlite::Connection::open(path).expect("open");
         let deleted = other
             .execute(
@@ -1220,16 +1222,7 @@ async fn another_connection_s_writes_are_read_at_once_and_checkpointed() {
                 [token.hash.0.as_slice()],
             )
             .expect("delete");
-        (other, deleted)
-    });
-    let (other, deleted) = other.await.expect("other connection");
-    assert_eq!(deleted, 1);
-    assert!(
-        store.token(&token.hash).await.expect("read").is_none(),
-        "the store read a snapshot from before the delete"
-    );
-
-    let copied = tokio::task::spawn_blocking(move || {
+        assert_eq!(deleted, 1);
         let started = std::time::Instant::now();
         while started.elapsed() < std::time::Duration::from_secs(10) {
             let (log, done): (i64, i64) = other
@@ -1245,10 +1238,14 @@ async fn another_connection_s_writes_are_read_at_once_and_checkpointed() {
         Err(started.elapsed())
     })
     .await
-    .expect("checkpointing connection");
+    .expect("other connection");
     assert!(
         copied.is_ok(),
         "the other connection's checkpoint never finished: {copied:?}"
+    );
+    assert!(
+        store.token(&token.hash).await.expect("read").is_none(),
+        "the store read a snapshot from before the delete"
     );
     assert!(store.client(&app.client_id).await.expect("read").is_some());
     store.close().await;
