@@ -328,12 +328,20 @@ fn catch_up(conn: &Connection, keep: Option<&Keep>) {
     if WAL_FRAMES.replace(0) < RESTART_FRAMES {
         return;
     }
-    let checkpoint = || {
+    checkpoint(conn, keep, false);
+}
+
+/// A `PASSIVE` checkpoint on `conn`, the keeper stepping aside for it;
+/// without `wait`, none while another thread has the keeper. A failed
+/// checkpoint is tried again after the next commit; the WAL keeps every
+/// frame until one succeeds.
+fn checkpoint(conn: &Connection, keep: Option<&Keep>, wait: bool) {
+    let run = || {
         let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     };
     match keep {
-        Some(keep) => keep.aside(false, checkpoint),
-        None => checkpoint(),
+        Some(keep) => keep.aside(wait, run),
+        None => run(),
     }
 }
 
@@ -358,15 +366,7 @@ fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keep: Option<&
     loop {
         match kicks.recv_timeout(KEEPER_IDLE) {
             Ok(()) => {
-                // A failed checkpoint is tried again after the next commit;
-                // the WAL keeps every frame until one succeeds.
-                let checkpoint = || {
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                };
-                match keep {
-                    Some(keep) => keep.aside(true, checkpoint),
-                    None => checkpoint(),
-                }
+                checkpoint(conn, keep, true);
                 std::thread::sleep(CHECKPOINT_EVERY);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -724,12 +724,20 @@ mod tests {
         }
     }
 
+    /// A `PASSIVE` checkpoint by `conn`: the WAL's frames, and how many of
+    /// them are copied into the database file.
+    fn checkpoint_by(conn: &Connection) -> (i64, i64) {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+    }
+
     /// Frames in the WAL after a commit through `conn`: 0 after a
     /// checkpoint copied it all, the commit's own frames once the commit
     /// started the WAL over, more while the WAL keeps growing.
     fn wal_frames(conn: &Connection) -> i64 {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
-            .unwrap()
+        checkpoint_by(conn).0
     }
 
     /// A keeper on an old snapshot steps aside for the writer's catch-up:
@@ -793,15 +801,6 @@ mod tests {
         assert!(wal_frames(&probe) >= 21, "the WAL went on growing");
     }
 
-    /// A `PASSIVE` checkpoint by `conn`: the WAL's frames, and how many of
-    /// them are copied into the database file.
-    fn checkpoint(conn: &Connection) -> (i64, i64) {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get(1)?, r.get(2)?))
-        })
-        .unwrap()
-    }
-
     /// After another connection's commit, the next read once the keeper's
     /// snapshot is [`KEEPER_EVERY`] old moves the keeper past it: that
     /// connection's checkpoint then copies its frames at the first try.
@@ -813,11 +812,11 @@ mod tests {
         let native = Native::open(&file.0, 2, Duration::from_secs(1), false).unwrap();
         let other = Connection::open(&file.0).unwrap();
         other.execute("UPDATE t SET v = 8", []).unwrap();
-        let (log, copied) = checkpoint(&other);
+        let (log, copied) = checkpoint_by(&other);
         assert!(log > 0 && copied == 0, "{copied} of {log} frames copied");
         std::thread::sleep(KEEPER_EVERY * 2);
         assert_eq!(value(&native), 8);
-        let (log, copied) = checkpoint(&other);
+        let (log, copied) = checkpoint_by(&other);
         assert!(log > 0 && copied == log, "{copied} of {log} frames copied");
     }
 
