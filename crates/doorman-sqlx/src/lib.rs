@@ -45,8 +45,9 @@
 //!   the lock instead of failing. A crash never leaves a half-issued
 //!   grant (after a power loss `NORMAL` may lose the last commits, never
 //!   half of one). On `:memory:` and on a host's pool the store runs on
-//!   the sqlx pool, its writes queued in the process the same way. A process that owns its file alone can say
-//!   so ([`SqlStoreOptions::sqlite_exclusive`]): transactions then take no
+//!   the sqlx pool, its writes queued in the process the same way. A
+//!   process that owns its file alone can say so
+//!   ([`SqlStoreOptions::sqlite_exclusive`]): transactions then take no
 //!   file lock, and other processes cannot open the file.
 //! - **PostgreSQL** serves many app instances sharing one database. Writes
 //!   that must not interleave (rotating a refresh token, revoking or
