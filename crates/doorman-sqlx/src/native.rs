@@ -359,9 +359,11 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// committed WAL frames into the database file — `PASSIVE`, so it never
 /// waits for or blocks the writer or a reader — at most every
 /// [`CHECKPOINT_EVERY`], the keeper stepping aside meanwhile. Without
-/// commits it moves the keeper to the latest snapshot every
-/// [`KEEPER_IDLE`], for other processes' checkpoints. Stops with the
-/// writer.
+/// commits, every [`KEEPER_IDLE`] it checkpoints all the same (the WAL
+/// may hold other processes' commits) and so moves the keeper to the
+/// latest snapshot: another process's checkpoints never wait longer for
+/// the keeper, and one that must find the WAL copied to its end with no
+/// reader in it (`TRUNCATE`) finds that. Stops with the writer.
 fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keep: Option<&Keep>) {
     loop {
         match kicks.recv_timeout(KEEPER_IDLE) {
@@ -369,19 +371,15 @@ fn checkpoint_loop(conn: &Connection, kicks: &mpsc::Receiver<()>, keep: Option<&
                 checkpoint(conn, keep, true);
                 std::thread::sleep(CHECKPOINT_EVERY);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(keep) = keep {
-                    keep.aside(true, || ());
-                }
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => checkpoint(conn, keep, true),
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
 /// How long the keeper may go without moving while nothing reads and this
-/// store does not checkpoint: bounds how long it holds back another
-/// process's checkpoints.
+/// store commits nothing: bounds how long it holds back another process's
+/// checkpoints.
 const KEEPER_IDLE: Duration = Duration::from_secs(1);
 /// How old the keeper's snapshot may grow while reads go on: after a
 /// commit (of this process or another), reads take the file lock
