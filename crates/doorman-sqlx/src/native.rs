@@ -416,25 +416,26 @@ const KEEPER_CACHE_KIB: i64 = 64;
 /// checkpoints wait for it at most that long.
 struct Keeper {
     conn: Connection,
-    /// Its read transaction is open.
-    open: bool,
 }
 
 impl Keeper {
     /// On its latest snapshot.
     fn new(conn: Connection) -> Self {
-        let mut keeper = Self { conn, open: false };
+        let mut keeper = Self { conn };
         keeper.refresh();
         keeper
     }
 
-    /// Ends its read transaction, if open.
+    /// Whether it holds a read transaction: [`Keeper::refresh`] leaves
+    /// its connection in a transaction only once the transaction has read.
+    fn is_open(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    /// Ends its transaction, if open.
     fn release(&mut self) {
-        if self.open {
-            self.open = false;
-            if run_sql(&self.conn, "COMMIT").is_err() && !self.conn.is_autocommit() {
-                let _ = run_sql(&self.conn, "ROLLBACK");
-            }
+        if self.is_open() && run_sql(&self.conn, "COMMIT").is_err() && self.is_open() {
+            let _ = run_sql(&self.conn, "ROLLBACK");
         }
     }
 
@@ -449,8 +450,7 @@ impl Keeper {
             .conn
             .prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")
             .and_then(|mut s| s.query([]).and_then(|mut rows| rows.next().map(drop)));
-        self.open = read.is_ok();
-        if !self.open {
+        if read.is_err() {
             let _ = run_sql(&self.conn, "ROLLBACK");
         }
     }
@@ -753,7 +753,7 @@ mod tests {
             .unwrap();
         writer.wal_hook(Some(note_wal_frames));
         let keeper = Keeper::new(Connection::open_with_flags(&file.0, flags).unwrap());
-        assert!(keeper.open);
+        assert!(keeper.is_open());
         let keep = Keep::new(keeper);
         for v in 0..200 {
             writer.execute("INSERT INTO t VALUES (?1)", [v]).unwrap();
@@ -766,7 +766,7 @@ mod tests {
         WAL_FRAMES.set(RESTART_FRAMES);
         catch_up(&writer, Some(&keep));
         assert!(
-            keep.keeper.lock().unwrap().as_ref().unwrap().open,
+            keep.keeper.lock().unwrap().as_ref().unwrap().is_open(),
             "kept again"
         );
         writer.execute("INSERT INTO t VALUES (-1)", []).unwrap();
