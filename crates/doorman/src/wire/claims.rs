@@ -33,6 +33,8 @@ pub(crate) enum Rank {
 #[derive(Debug, Clone, PartialEq)]
 struct Entry<'a> {
     name: &'a str,
+    /// The name's first eight bytes, for sorting without a string compare.
+    key: u64,
     rank: Rank,
     /// The order of addition: among equal ranks the later wins.
     seq: u32,
@@ -81,6 +83,7 @@ impl<'a> ReleasedClaims<'a> {
         let seq = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         self.entries.push(Entry {
             name,
+            key: name_key(name),
             rank,
             seq,
             value,
@@ -89,14 +92,21 @@ impl<'a> ReleasedClaims<'a> {
 
     /// Sorts by name and keeps, of each name, the claim of the highest
     /// rank, and of those the one added last.
+    ///
+    /// Names are compared by their first eight bytes as one integer, and
+    /// in full only when those are equal: the order is the names' byte
+    /// order all the same (see [`name_key`]), and sorting a userinfo
+    /// answer's claims calls no string compare.
     pub(crate) fn finish(mut self) -> Self {
         self.entries.sort_unstable_by(|a, b| {
-            a.name
-                .cmp(b.name)
+            a.key
+                .cmp(&b.key)
+                .then_with(|| a.name.cmp(b.name))
                 .then(b.rank.cmp(&a.rank))
                 .then(b.seq.cmp(&a.seq))
         });
-        self.entries.dedup_by(|later, kept| later.name == kept.name);
+        self.entries
+            .dedup_by(|later, kept| later.key == kept.key && later.name == kept.name);
         self
     }
 
@@ -122,6 +132,20 @@ impl<'a> ReleasedClaims<'a> {
             .map(|e| (e.name.to_owned(), e.value.to_value()))
             .collect()
     }
+}
+
+/// A name's first eight bytes, big-endian, padded with zeros: when two
+/// names' keys differ, they differ as the names do. The first byte where
+/// the keys differ is either a byte of both names, or the end of the
+/// shorter one (a zero) against a byte of the longer that is not zero; in
+/// both cases the names compare the same way. Equal keys say nothing, and
+/// the names are then compared in full.
+fn name_key(name: &str) -> u64 {
+    let mut key = [0u8; 8];
+    let bytes = name.as_bytes();
+    let n = bytes.len().min(8);
+    key[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(key)
 }
 
 impl Serialize for ReleasedClaims<'_> {
@@ -183,6 +207,38 @@ mod tests {
             ("sub", Rank::Base, ClaimValue::Json(&host)),
         ]);
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"sub":"host-sub"}"#);
+    }
+
+    proptest::proptest! {
+        /// Sorting by the keys first gives the order, and keeps the claim,
+        /// that sorting by the names alone gives: names that share their
+        /// first eight bytes, run past them, end in zero bytes or are not
+        /// ASCII included.
+        #[test]
+        fn the_keyed_sort_is_the_names_sort(
+            claims in proptest::collection::vec(("[ab\\x00é]{0,10}", 0usize..4), 0..24)
+        ) {
+            const RANKS: [Rank; 4] = [Rank::Subject, Rank::Base, Rank::Scoped, Rank::Balance];
+            let values: Vec<Value> = (0..claims.len()).map(Value::from).collect();
+            let mut r = ReleasedClaims::with_capacity(claims.len());
+            for ((name, rank), value) in claims.iter().zip(&values) {
+                r.push(name, RANKS[*rank], ClaimValue::Json(value));
+            }
+            let r = r.finish();
+            // The model: by name, then the highest rank, then the latest.
+            let mut model: Vec<(&str, Rank, usize)> = claims
+                .iter()
+                .enumerate()
+                .map(|(i, (name, rank))| (name.as_str(), RANKS[*rank], i))
+                .collect();
+            model.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+            model.dedup_by(|later, kept| later.0 == kept.0);
+            let got: Vec<(&str, Value)> =
+                r.entries.iter().map(|e| (e.name, e.value.to_value())).collect();
+            let want: Vec<(&str, Value)> =
+                model.iter().map(|(n, _, i)| (*n, Value::from(*i))).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
