@@ -1,5 +1,6 @@
 //! Resource side: bearer validation (RFC 6750), userinfo and top-up.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -158,44 +159,62 @@ impl AuthorizationServer {
     /// When the host reads the token and its user's claims together
     /// ([`Claims::claims_with_token`](crate::Claims::claims_with_token)), this is one store round trip;
     /// otherwise two (the token, then the claims).
-    pub async fn userinfo(&self, request: Request<Bytes>) -> Response<Bytes> {
-        if request.method() != Method::GET && request.method() != Method::POST {
-            return method_not_allowed(self.profile(), "GET, POST");
-        }
-        let (parts, _) = request.into_parts();
-        let (token, claims, now) = match self.userinfo_token(&parts).await {
-            Ok(read) => read,
-            Err(e) => return self.bearer_error_response(&e),
+    ///
+    /// The method and the bearer token are read from `request` when this
+    /// is called; the future holds only the token's hash, not the request.
+    /// (Every request's future is moved and copied whole a few times on its
+    /// way through a web framework; see BENCHMARKS.md, H10.)
+    pub fn userinfo(
+        &self,
+        request: Request<Bytes>,
+    ) -> impl Future<Output = Response<Bytes>> + Send + '_ {
+        let start = if request.method() != Method::GET && request.method() != Method::POST {
+            Err(None)
+        } else {
+            let (parts, _) = request.into_parts();
+            self.bearer_of(&parts)
+                .map(TokenHash::of_token)
+                .map_err(Some)
         };
-        match self.release(&token, claims, now).await {
-            Ok(release) => self.profile().userinfo_response(&release.claims()),
-            Err(e) => self.bearer_error_response(&e),
+        async move {
+            let hash = match start {
+                Ok(hash) => hash,
+                Err(None) => return method_not_allowed(self.profile(), "GET, POST"),
+                Err(Some(e)) => return self.bearer_error_response(&e),
+            };
+            let (token, claims, now) = match self.userinfo_token(&hash).await {
+                Ok(read) => read,
+                Err(e) => return self.bearer_error_response(&e),
+            };
+            match self.release(&token, claims, now).await {
+                Ok(release) => self.profile().userinfo_response(&release.claims()),
+                Err(e) => self.bearer_error_response(&e),
+            }
         }
     }
 
-    /// The request's token, checked, its user's claims, and the time it
+    /// The token under `hash`, checked, its user's claims, and the time it
     /// was checked at (one clock read serves the whole request).
     async fn userinfo_token(
         &self,
-        parts: &http::request::Parts,
+        hash: &TokenHash,
     ) -> Result<(ValidatedToken, Option<UserClaims>, DateTime<Utc>), BearerError> {
-        let hash = TokenHash::of_token(self.bearer_of(parts)?);
         let joined = match &self.inner.claims {
-            Some(c) => c.claims_with_token(&hash).await.map_err(store_err)?,
+            Some(c) => c.claims_with_token(hash).await.map_err(store_err)?,
             None => TokenClaims::Separate,
         };
         match joined {
             TokenClaims::Separate => {
-                let record = self.inner.store.token(&hash).await.map_err(store_err)?;
+                let record = self.inner.store.token(hash).await.map_err(store_err)?;
                 let now = self.inner.clock.now();
-                let token = self.check_token(&hash, record, None, now)?;
+                let token = self.check_token(hash, record, None, now)?;
                 let claims = self.read_claims(&token).await?;
                 Ok((token, claims, now))
             }
             TokenClaims::NoToken => Err(invalid_token()),
             TokenClaims::Found(record, claims) => {
                 let now = self.inner.clock.now();
-                let token = self.check_token(&hash, Some(record), None, now)?;
+                let token = self.check_token(hash, Some(record), None, now)?;
                 if token.user_id.is_none() {
                     return Err(no_user());
                 }
