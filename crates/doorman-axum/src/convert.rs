@@ -25,6 +25,27 @@ pub async fn read_request(
     server: &AuthorizationServer,
     request: Request,
 ) -> Result<http::Request<Bytes>, http::Response<Bytes>> {
+    match start_read(server, request) {
+        Read::Ready(request) => Ok(request),
+        Read::Refused(res) => Err(res),
+        Read::Body(parts, body) => collect(server, parts, body).await,
+    }
+}
+
+/// What [`start_read`] found without waiting.
+pub(crate) enum Read {
+    /// The request, whole: it had no body.
+    Ready(http::Request<Bytes>),
+    /// The answer to send instead (413).
+    Refused(http::Response<Bytes>),
+    /// A body to [`collect`] first.
+    Body(http::request::Parts, Body),
+}
+
+/// The part of [`read_request`] that needs no waiting: the original URI,
+/// the declared length against the limit, and a request without a body
+/// (every GET), which is then whole.
+pub(crate) fn start_read(server: &AuthorizationServer, request: Request) -> Read {
     let limit = server.config().max_body_bytes;
     let (mut parts, body) = request.into_parts();
     if let Some(OriginalUri(uri)) = parts.extensions.get::<OriginalUri>() {
@@ -36,12 +57,22 @@ pub async fn read_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(server));
+        return Read::Refused(too_large(server));
     }
     if body.is_end_stream() {
         // No body (a GET): nothing to collect.
-        return Ok(http::Request::from_parts(parts, Bytes::new()));
+        return Read::Ready(http::Request::from_parts(parts, Bytes::new()));
     }
+    Read::Body(parts, body)
+}
+
+/// Reads `body` up to the server's limit: the rest of [`read_request`].
+pub(crate) async fn collect(
+    server: &AuthorizationServer,
+    parts: http::request::Parts,
+    body: Body,
+) -> Result<http::Request<Bytes>, http::Response<Bytes>> {
+    let limit = server.config().max_body_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {

@@ -242,3 +242,60 @@ async fn metadata_and_method_handling() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// Each route is its own endpoint's: for requests every endpoint answers
+/// differently (a GET and a POST without credentials, a POST with a
+/// client's credentials and its token, a GET with that token), the router
+/// answers at each path exactly what the core's `handle` answers for that
+/// path's endpoint, status, headers and body.
+#[tokio::test]
+async fn every_route_answers_as_its_endpoint() {
+    let server = server();
+    let app = app(&server);
+    let (id, secret) = client(&server).await;
+    let issued = json(token(&app, &id, &secret, "profile balance").await).await;
+    let access = issued["access_token"].as_str().unwrap().to_owned();
+    let requests = |path: &str| {
+        let post = |form: String| {
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form)
+        };
+        [
+            Request::get(path).body(String::new()),
+            post(format!("token={access}")),
+            post(format!(
+                "client_id={id}&client_secret={secret}&token={access}"
+            )),
+            Request::get(path)
+                .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                .body(String::new()),
+        ]
+        .map(Result::unwrap)
+    };
+    let routes = server.routes();
+    assert_eq!(routes.len(), 7, "every endpoint and the metadata");
+    for (path, endpoint) in routes {
+        for req in requests(&path) {
+            let (parts, body) = req.into_parts();
+            let core = server
+                .handle(
+                    endpoint,
+                    Request::from_parts(parts.clone(), bytes::Bytes::from(body.clone())),
+                )
+                .await;
+            let routed = app
+                .clone()
+                .oneshot(Request::from_parts(parts, Body::from(body)))
+                .await
+                .unwrap();
+            let what = format!("{} {path}", routed.status());
+            assert_eq!(routed.status(), core.status(), "{what}");
+            for (name, value) in core.headers() {
+                assert_eq!(routed.headers().get(name), Some(value), "{what}: {name}");
+            }
+            let routed = to_bytes(routed.into_body(), 1 << 20).await.unwrap();
+            assert_eq!(routed, core.into_body(), "{what}");
+        }
+    }
+}
