@@ -6,7 +6,7 @@
 # whether a change to a hot path does less work, and the load benchmark for
 # what that is worth. See BENCHMARKS.md ("Instructions per request").
 #
-#   crates/doorman-bench/scripts/instructions.sh [MEASURE] [BUILD_DIR]
+#   crates/doorman-bench/scripts/instructions.sh [MEASURE] [BUILD_DIR] [BENCH_ARGS...]
 #
 # MEASURE is one of doorman-bench's measures (default: bearer); BUILD_DIR
 # holds doorman-demo and doorman-bench built with --release (default:
@@ -14,10 +14,14 @@
 # by one short measure of doorman-bench (4 connections, 1 thread); only the
 # code under hyper's connection dispatcher is counted (request parsing, the
 # handler, writing the answer), and the count is divided by the answers
-# written (one writev each). Needs valgrind.
+# written (one writev each), every request the measure makes: the measures
+# that mint codes first (exchange, flow) count the mints too, so this suits
+# bearer, introspection and client_credentials. Further arguments go to
+# doorman-bench. Needs valgrind.
 set -euo pipefail
 MEASURE=${1:-bearer}
 DIR=$(cd "${2:-target/release}" && pwd)
+shift $(( $# < 2 ? $# : 2 ))
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 WORK=$(mktemp -d)
 trap 'pkill -TERM -f "valgrind.*$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -30,7 +34,7 @@ valgrind --tool=callgrind --callgrind-out-file=$WORK/callgrind.out \\
 WRAP
 chmod +x "$WORK/doorman-demo"
 if ! "$DIR/doorman-bench" --stores memory --measures "$MEASURE" --duration 3 --warmup 1 \
-    --connections 4 --threads 1 --demo "$WORK/doorman-demo" > "$WORK/bench.log" 2>&1; then
+    --connections 4 --threads 1 --demo "$WORK/doorman-demo" "$@" > "$WORK/bench.log" 2>&1; then
   echo "doorman-bench failed:" >&2; cat "$WORK/bench.log" >&2; exit 1
 fi
 # The benchmark kills the wrapper; valgrind writes its counts when it is
