@@ -24,6 +24,10 @@ pub(crate) struct Presented {
 /// Decodes one `application/x-www-form-urlencoded` component (RFC 6749
 /// §2.3.1 encodes id and secret that way before Basic).
 fn form_decode(s: &str) -> Option<String> {
+    if !s.bytes().any(|c| c == b'%' || c == b'+') {
+        // Nothing escaped (every generated id and secret): a copy.
+        return Some(s.to_owned());
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
