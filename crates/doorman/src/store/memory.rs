@@ -643,18 +643,18 @@ impl MemoryStore {
         }
         drop(locks);
         if let (Some(users), Some(user)) = (&mut users, &grant.user_id) {
-            // The user's and the client's keys are copied only when new:
-            // `entry` would copy them for every grant.
-            if !users.contains_key(user) {
-                users.insert(user.clone(), UserEntry::default());
-            }
-            if let Some(entry) = users.get_mut(user) {
-                let by_client = match entry.grants.get_mut(&grant.client_id) {
-                    Some(set) => set,
-                    None => entry.grants.entry(grant.client_id.clone()).or_default(),
-                };
-                by_client.insert(grant.id.clone());
-            }
+            // The user's and the client's keys are copied only when new
+            // (`entry` would copy them for every grant), and found with
+            // one lookup each when they are not.
+            let entry = match users.get_mut(user) {
+                Some(entry) => entry,
+                None => users.entry(user.clone()).or_default(),
+            };
+            let by_client = match entry.grants.get_mut(&grant.client_id) {
+                Some(set) => set,
+                None => entry.grants.entry(grant.client_id.clone()).or_default(),
+            };
+            by_client.insert(grant.id.clone());
         }
         let since = self.purges.load(Ordering::SeqCst);
         grants.insert(
