@@ -28,6 +28,7 @@ mod load;
 mod probe;
 mod report;
 mod run;
+mod workdir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ OPTIONS:
     --store NAME         soak: memory, sqlite, sqlite-excl or postgres [default: sqlite]
     --soak-secs SECS     soak: how long to load [default: 150]
     --ttl SECS           soak: code, access and refresh lifetimes [default: 5]
+    --keep               keep the run's logs and SQLite files (about 2 GB for a full
+                         run) in /tmp/doorman-bench-<pid>; by default they are removed,
+                         except the logs of a run that failed
 ";
 
 /// The measures `--measures` can pick.
@@ -128,6 +132,8 @@ pub struct Opts {
     pub ttl: u64,
     /// Logs and SQLite files go here.
     pub work_dir: PathBuf,
+    /// Keep `work_dir` whole after the run.
+    pub keep: bool,
 }
 
 fn postgres_from_env() -> Option<StoreKind> {
@@ -173,6 +179,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         soak_secs: 150,
         ttl: 5,
         work_dir: std::env::temp_dir().join(format!("doorman-bench-{}", std::process::id())),
+        keep: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -208,6 +215,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--store" => o.soak_store = parse_store(&value()?)?,
             "--soak-secs" => o.soak_secs = num(value()?)?.clamp(10, 3600),
             "--ttl" => o.ttl = num(value()?)?.clamp(1, 3600),
+            "--keep" => o.keep = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -263,23 +271,53 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
-        if let Err(e) = std::fs::create_dir_all(&opts.work_dir) {
-            return Err(format!("{}: {e}", opts.work_dir.display()));
-        }
-        if mode == "soak" {
-            run::soak(&opts).await
-        } else {
-            run::bench(&opts).await
-        }
-    });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+    let work = match workdir::WorkDir::create(opts.work_dir.clone(), opts.keep) {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("doorman-bench: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let result = rt.block_on(async {
+        let run = async {
+            if mode == "soak" {
+                run::soak(&opts).await
+            } else {
+                run::bench(&opts, &work).await
+            }
+        };
+        // Interrupted, the run is dropped: its servers are killed with
+        // it (`kill_on_drop`), and its files are dealt with below.
+        tokio::select! {
+            r = run => r,
+            signal = interrupted() => Err(format!("interrupted by {signal}")),
+        }
+    });
+    let succeeded = matches!(result, Ok(true));
+    if let Err(e) = &result {
+        eprintln!("doorman-bench: {e}");
+    }
+    println!("- {}", work.finish(succeeded));
+    if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Resolves at `SIGINT` or `SIGTERM`, with the signal's name; never, if
+/// neither can be watched.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::flows::{Exchange, Fixed, Flow, Mint, Setup, pkce};
 use crate::load::{self, Outcome, Shape, Target, Work};
 use crate::probe::{self, Rows};
 use crate::report::{self, Baseline, Measure, Row};
+use crate::workdir::WorkDir;
 use crate::{Opts, StoreKind, bare};
 
 /// PostgreSQL reports a backend's counters at the latest 10 s after it
@@ -268,8 +269,9 @@ fn merged(before: Option<Outcome>, slice: Outcome) -> Outcome {
     }
 }
 
-/// The whole benchmark; answers whether every measure was valid.
-pub async fn bench(o: &Opts) -> Result<bool, String> {
+/// The whole benchmark; answers whether every measure was valid. Each
+/// SQLite store's database goes once its demo has stopped (unless kept).
+pub async fn bench(o: &Opts, work: &WorkDir) -> Result<bool, String> {
     println!("# doorman-bench, {}", now_utc());
     println!();
     println!("- machine: {}", probe::machine());
@@ -314,6 +316,9 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
         };
         let block = store_block(o, store, &demo, bare.target(), &dev_token, shape, &mut rows).await;
         demo.stop().await;
+        if matches!(store, StoreKind::Sqlite | StoreKind::SqliteExclusive) {
+            work.drop_database(std::path::Path::new(sqlite_path(&url)));
+        }
         match block {
             Ok(mut n) => notes.append(&mut n),
             Err(e) => {
@@ -328,7 +333,6 @@ pub async fn bench(o: &Opts) -> Result<bool, String> {
         println!("- {n}");
     }
     println!("- load average at end: {}", probe::loadavg());
-    println!("- logs and databases: {}", o.work_dir.display());
     Ok(!rows.iter().any(Row::invalid))
 }
 
