@@ -348,6 +348,14 @@ mod tests {
     }
 
     #[test]
+    fn files_are_removed_unless_keep_is_given() {
+        assert!(!parse_opts(&[]).expect("defaults").keep);
+        let o = parse_opts(&args(&["--duration", "3", "--keep"])).expect("valid --keep");
+        assert!(o.keep);
+        assert_eq!(o.duration, Duration::from_secs(3));
+    }
+
+    #[test]
     fn default_stores_put_sqlite_excl_after_sqlite() {
         let o = parse_opts(&[]).expect("defaults");
         assert_eq!(
