@@ -162,6 +162,9 @@ mod tests {
         assert_eq!(form_decode("a%2Bb+c").as_deref(), Some("a+b c"));
         assert_eq!(form_decode("x%3Ay").as_deref(), Some("x:y"));
         assert_eq!(form_decode("p&q=r").as_deref(), Some("p&q=r"));
+        // Either escape alone leaves the copy-as-is path.
+        assert_eq!(form_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(form_decode("a%3Ab").as_deref(), Some("a:b"));
         assert_eq!(form_decode("%FF"), None);
         assert_eq!(form_decode("%4"), None);
         assert_eq!(form_decode("%+1"), None);
