@@ -169,18 +169,18 @@ impl AuthorizationServer {
         request: Request<Bytes>,
     ) -> impl Future<Output = Response<Bytes>> + Send + '_ {
         let start = if request.method() != Method::GET && request.method() != Method::POST {
-            Err(None)
+            Err(Refused::Method)
         } else {
             let (parts, _) = request.into_parts();
             self.bearer_of(&parts)
                 .map(TokenHash::of_token)
-                .map_err(Some)
+                .map_err(Refused::Bearer)
         };
         async move {
             let hash = match start {
                 Ok(hash) => hash,
-                Err(None) => return method_not_allowed(self.profile(), "GET, POST"),
-                Err(Some(e)) => return self.bearer_error_response(&e),
+                Err(Refused::Method) => return method_not_allowed(self.profile(), "GET, POST"),
+                Err(Refused::Bearer(e)) => return self.bearer_error_response(&e),
             };
             let (token, claims, now) = match self.userinfo_token(&hash).await {
                 Ok(read) => read,
@@ -314,6 +314,16 @@ impl AuthorizationServer {
 }
 
 /// A token's user's claims with what decides their release.
+/// Why [`AuthorizationServer::userinfo`] refused a request before its
+/// future started; the answer itself is built in the future, which so
+/// holds no response.
+enum Refused {
+    /// Neither GET nor POST.
+    Method,
+    /// No bearer token, or a malformed one.
+    Bearer(BearerError),
+}
+
 struct Release<'t> {
     token: &'t ValidatedToken,
     user: &'t UserId,
