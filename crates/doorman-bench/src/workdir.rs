@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The suffixes of an SQLite database and its journal files.
-const DATABASE_SUFFIXES: [&str; 3] = [".db", ".db-wal", ".db-shm"];
+/// What SQLite adds to a database's name for its files: the database
+/// itself, its WAL and its WAL index.
+const SQLITE_FILES: [&str; 3] = ["", "-wal", "-shm"];
 
 /// The working directory of one run, created by [`WorkDir::create`] and
 /// dealt with by [`WorkDir::finish`].
@@ -34,7 +35,7 @@ impl WorkDir {
         if self.keep {
             return;
         }
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in SQLITE_FILES {
             let mut name = db.as_os_str().to_owned();
             name.push(suffix);
             // Absent (e.g. no `-shm` in exclusive mode) is fine.
@@ -64,7 +65,11 @@ impl WorkDir {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if DATABASE_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            // A database is named `*.db` here (see `run::database_url`).
+            let database = SQLITE_FILES
+                .iter()
+                .any(|s| name.strip_suffix(s).is_some_and(|db| db.ends_with(".db")));
+            if database {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
